@@ -1,0 +1,1 @@
+"""HTTP in, HTTP out: routers translate between the wire and the services."""

@@ -1,0 +1,60 @@
+"""Dependencies shared by the routers: the session, the unit of work, the caller, the resource."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
+
+from app.database import get_db
+from app.events.broker import EventBroker
+from app.models import Resource, User
+from app.services import resources, users
+from app.unit_of_work import UnitOfWork
+
+# "function" scope: the session closes, and the unit of work commits, before the response is
+# sent, so a client never sees a 2xx for a write that then fails to commit.
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+
+
+def get_broker(connection: HTTPConnection) -> EventBroker:
+    broker: EventBroker = connection.app.state.broker
+    return broker
+
+
+Broker = Annotated[EventBroker, Depends(get_broker)]
+
+
+async def unit_of_work(session: DbSession, broker: Broker) -> AsyncIterator[UnitOfWork]:
+    """Commit once when the route returns; publish its events only after that commit."""
+    uow = UnitOfWork(session)
+    try:
+        yield uow
+    except BaseException:
+        await run_in_threadpool(uow.rollback)
+        raise
+    events = await run_in_threadpool(uow.commit)
+    await broker.publish(events)
+
+
+Work = Annotated[UnitOfWork, Depends(unit_of_work, scope="function")]
+
+
+def current_user(session: DbSession, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    return users.from_token(session, token)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def owned_resource(resource_id: int, user: CurrentUser, session: DbSession) -> Resource:
+    """The path's resource, loaded once and checked for ownership (404, then 403)."""
+    return resources.get_owned(session, resource_id, user)
+
+
+OwnedResource = Annotated[Resource, Depends(owned_resource)]

@@ -1,0 +1,17 @@
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import CurrentUser
+from app.services import external_api
+
+router = APIRouter(tags=["resources"])
+
+
+@router.get("/resources/{resource_id}/external-data")
+async def external_data(resource_id: int, request: Request, _user: CurrentUser) -> dict[str, Any]:
+    """The resource's data as the external service has it (503 when the service fails)."""
+    # Looked up on the module at call time, so that patching the class takes effect.
+    client = external_api.ExternalClient(http=request.app.state.http_client)
+    data = await external_api.fetch_external_data(client, resource_id)
+    return {"resource_id": resource_id, "external_data": data}

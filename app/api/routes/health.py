@@ -1,0 +1,25 @@
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.deps import DbSession
+from app.errors import ServiceUnavailable
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(session: DbSession) -> dict[str, str]:
+    """Readiness: the database answers (503 otherwise)."""
+    try:
+        await run_in_threadpool(session.execute, text("SELECT 1"))
+    except SQLAlchemyError:
+        raise ServiceUnavailable("Database unavailable") from None
+    return {"status": "ok", "database": "ok"}

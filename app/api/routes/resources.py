@@ -1,0 +1,68 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request, Response, status
+
+from app.api.deps import CurrentUser, DbSession, OwnedResource, Work
+from app.api.paging import set_paging_headers
+from app.schemas import BULK_MAX_ITEMS, ResourceCreate, ResourceOut, ResourcePatch
+from app.services import resources
+
+router = APIRouter(prefix="/resources", tags=["resources"])
+
+# OFFSET is a signed 64-bit integer on every backend we support.
+MAX_SKIP = 2**63 - 1
+
+
+def _out(resource: object) -> ResourceOut:
+    return ResourceOut.model_validate(resource)
+
+
+@router.get("", response_model=list[ResourceOut])
+def list_resources(
+    request: Request,
+    response: Response,
+    session: DbSession,
+    skip: Annotated[int, Query(ge=0, le=MAX_SKIP)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> list[ResourceOut]:
+    page, total = resources.page(session, skip, limit)
+    set_paging_headers(response, request, skip=skip, limit=limit, total=total)
+    return [_out(resource) for resource in page]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ResourceOut)
+def create_resource(
+    data: ResourceCreate, user: CurrentUser, uow: Work, request: Request, response: Response
+) -> ResourceOut:
+    created = _out(resources.create(uow, user, data))
+    response.headers["Location"] = str(request.url_for("get_resource", resource_id=created.id))
+    return created
+
+
+@router.post("/bulk", status_code=status.HTTP_201_CREATED, response_model=list[ResourceOut])
+def create_resources(
+    items: Annotated[list[ResourceCreate], Body(min_length=1, max_length=BULK_MAX_ITEMS)],
+    user: CurrentUser,
+    uow: Work,
+) -> list[ResourceOut]:
+    return [_out(resource) for resource in resources.create_many(uow, user, items)]
+
+
+@router.get("/{resource_id}", response_model=ResourceOut)
+def get_resource(resource_id: int, session: DbSession) -> ResourceOut:
+    return _out(resources.get(session, resource_id))
+
+
+@router.put("/{resource_id}", response_model=ResourceOut)
+def replace_resource(data: ResourceCreate, resource: OwnedResource, uow: Work) -> ResourceOut:
+    return _out(resources.replace(uow, resource, data))
+
+
+@router.patch("/{resource_id}", response_model=ResourceOut)
+def patch_resource(data: ResourcePatch, resource: OwnedResource, uow: Work) -> ResourceOut:
+    return _out(resources.update(uow, resource, data.changes()))
+
+
+@router.delete("/{resource_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_resource(resource: OwnedResource, uow: Work) -> None:
+    resources.delete(uow, resource)

@@ -1,0 +1,39 @@
+from fastapi import APIRouter, WebSocket, status
+from fastapi.concurrency import run_in_threadpool
+
+from app.api.deps import Broker, DbSession
+from app.api.live_updates import LiveUpdates
+from app.errors import NotAuthenticated
+from app.services import users
+
+router = APIRouter(tags=["live updates"])
+
+# Browsers cannot set headers on a WebSocket: they offer `["bearer", "<token>"]` as subprotocols.
+BEARER_SUBPROTOCOL = "bearer"
+
+
+def _bearer_token(websocket: WebSocket) -> tuple[str | None, str | None]:
+    """The token and the subprotocol to accept, from `Authorization` or the subprotocol pair."""
+    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip(), None
+    offered = websocket.scope.get("subprotocols", [])
+    if len(offered) == 2 and offered[0] == BEARER_SUBPROTOCOL:
+        return offered[1], BEARER_SUBPROTOCOL
+    return None, None
+
+
+@router.websocket("/ws/updates")
+async def updates(websocket: WebSocket, session: DbSession, broker: Broker) -> None:
+    token, subprotocol = _bearer_token(websocket)
+    try:
+        await run_in_threadpool(users.from_token, session, token)
+    except NotAuthenticated as exc:
+        # Refused before accepting: a client over a real server sees HTTP 403.
+        await websocket.close(status.WS_1008_POLICY_VIOLATION, exc.detail)
+        return
+    finally:
+        # The socket may stay open for hours; its database connection goes back now.
+        await run_in_threadpool(session.close)
+    await websocket.accept(subprotocol=subprotocol)
+    await LiveUpdates(websocket, broker).run()

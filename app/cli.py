@@ -1,0 +1,100 @@
+"""`resource-api`: serve, migrate, create-user."""
+
+import argparse
+import getpass
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from app.settings import get_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "app.main:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace) -> int:
+    from app.migrations import upgrade_to_head
+
+    upgrade_to_head()
+    print(f"database at head: {get_settings().database_url}")
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Password (again): "):
+            raise SystemExit("passwords do not match")
+        return password
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _create_user(args: argparse.Namespace) -> int:
+    from app.database import get_session_factory
+    from app.errors import Conflict
+    from app.schemas import UserCreate
+    from app.services import users
+    from app.unit_of_work import UnitOfWork
+
+    try:
+        data = UserCreate(email=args.email, username=args.username, password=_read_password())
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    with get_session_factory()() as session:
+        uow = UnitOfWork(session)
+        try:
+            user = users.register(uow, data)
+        except Conflict as exc:
+            print(exc.detail, file=sys.stderr)
+            return 1
+        uow.commit()
+        print(f"created user {user.id} ({user.username})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resource-api", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
+    migrate.set_defaults(handler=_migrate)
+
+    create_user = commands.add_parser(
+        "create-user", help="add a user; the password is asked for, or read from stdin"
+    )
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--username", required=True)
+    create_user.set_defaults(handler=_create_user)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status: int = args.handler(args)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Live change events: what they look like and how they fan out to subscribers."""

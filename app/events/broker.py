@@ -1,0 +1,100 @@
+"""Fan-out of events to live subscribers, behind a small interface.
+
+The in-process broker serves one server process; a broker for several processes implements
+the same `EventBroker` protocol.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+from app.events.types import Event
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIBER_QUEUE_SIZE = 1000
+
+
+class SubscriberOverflow(Exception):
+    """A subscriber fell too far behind; it must reconnect (and re-read what it missed)."""
+
+
+class Subscription:
+    """The events of one subscriber, in order, delivered on the subscriber's own event loop."""
+
+    def __init__(self, max_pending: int) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(max_pending)
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        """Thread- and loop-safe: publishers may run anywhere."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._enqueue(events)
+        else:
+            self._loop.call_soon_threadsafe(self._enqueue, events)
+
+    def _enqueue(self, events: Sequence[Event]) -> None:
+        for event in events:
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                logger.warning("dropping a subscriber that fell %d events behind", self._queue.qsize())
+                while not self._queue.empty():
+                    self._queue.get_nowait()
+                self._queue.put_nowait(None)  # tells the reader it overflowed
+                return
+
+    async def next(self) -> Event:
+        event = await self._queue.get()
+        if event is None:
+            raise SubscriberOverflow
+        return event
+
+
+class EventBroker(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+    def subscribe(self) -> AbstractAsyncContextManager[Subscription]: ...
+
+    @property
+    def subscriber_count(self) -> int: ...
+
+
+class InProcessBroker:
+    def __init__(self, max_pending: int = SUBSCRIBER_QUEUE_SIZE) -> None:
+        self._max_pending = max_pending
+        self._subscriptions: set[Subscription] = set()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        self._subscriptions.clear()
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if events:
+            for subscription in list(self._subscriptions):
+                subscription.deliver(events)
+
+    @asynccontextmanager
+    async def subscribe(self) -> AsyncIterator[Subscription]:
+        subscription = Subscription(self._max_pending)
+        self._subscriptions.add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._subscriptions.discard(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)

@@ -1,0 +1,61 @@
+"""The application: `create_app()` wires routers, middleware and shared clients together."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.api.routes import external, health, resources, summary, updates, users
+from app.errors import install_error_handlers
+from app.events.broker import InProcessBroker
+from app.middleware import BodySizeLimit
+from app.services.external_api import build_http_client
+from app.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    await app.state.broker.start()
+    async with build_http_client(settings) as http_client:
+        app.state.http_client = http_client
+        try:
+            yield
+        finally:
+            await app.state.broker.stop()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Resource API",
+        version="0.1.0",
+        summary="User-owned resources with live updates",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.broker = InProcessBroker()
+    app.state.http_client = None
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Location", "Link", "X-Total-Count"],
+        )
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (users, resources, external, summary):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(updates.router)
+    app.include_router(health.router)
+    return app
+
+
+app = create_app()

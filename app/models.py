@@ -1,0 +1,57 @@
+"""The data: users and the resources they own."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.database import Base, UTCDateTime, utcnow
+
+# Largest id a client may name: ids are 32-bit on every backend.
+MAX_ID = 2**31 - 1
+NAME_MAX_LENGTH = 255
+USERNAME_MAX_LENGTH = 50
+EMAIL_MAX_LENGTH = 320
+
+JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _same_as_created_at(context: DefaultExecutionContext) -> datetime:
+    created_at: datetime = context.get_current_parameters()["created_at"]
+    return created_at
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH), unique=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH), unique=True)
+    # NULL means "cannot log in with a password" (accounts made by other means).
+    hashed_password: Mapped[str | None] = mapped_column(String(255), default=None)
+    is_active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    resources: Mapped[list["Resource"]] = relationship(
+        back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Resource(Base):
+    __tablename__ = "resources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    # `metadata` is reserved on declarative classes; the column and the API keep the name.
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONDocument, default=dict)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=_same_as_created_at, onupdate=utcnow
+    )
+
+    owner: Mapped[User] = relationship(back_populates="resources")

@@ -1,0 +1,1 @@
+"""The rules of the product. Services change the session and queue events; they never commit."""

@@ -1,0 +1,90 @@
+"""The external enrichment service: the HTTP client, and the rule for reading its answers."""
+
+import inspect
+import logging
+from typing import Any
+
+import anyio
+import httpx
+
+from app.errors import NotFound, ServiceUnavailable
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = "Service temporarily unavailable"
+
+
+class ExternalServiceError(Exception):
+    """The service failed: down, slow, erroring or answering nonsense."""
+
+
+class ExternalNotFound(ExternalServiceError):
+    """The service answered 404 for the id."""
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The pooled client the app shares; connection errors are retried once."""
+    return httpx.AsyncClient(
+        base_url=settings.external_api_url,
+        headers={"X-API-Key": settings.external_api_key},
+        timeout=settings.external_api_timeout,
+        transport=httpx.AsyncHTTPTransport(retries=1),
+    )
+
+
+class ExternalClient:
+    def __init__(
+        self, http: httpx.AsyncClient | None = None, settings: Settings | None = None
+    ) -> None:
+        self._settings = settings or get_settings()
+        self._http = http
+
+    async def fetch_data(self, resource_id: int) -> dict[str, Any]:
+        """`GET /resources/{id}`: the service's reply, within one overall deadline.
+
+        httpx's timeouts apply to each read, so a server trickling a byte a second would never
+        trip them; the deadline bounds the whole exchange.
+        """
+        try:
+            with anyio.fail_after(self._settings.external_api_timeout):
+                if self._http is not None:
+                    return await self._get(self._http, resource_id)
+                async with build_http_client(self._settings) as http:
+                    return await self._get(http, resource_id)
+        except TimeoutError as exc:
+            raise ExternalServiceError("external service timed out") from exc
+        except httpx.HTTPError as exc:
+            raise ExternalServiceError(f"external service unreachable: {exc!r}") from exc
+
+    @staticmethod
+    async def _get(http: httpx.AsyncClient, resource_id: int) -> dict[str, Any]:
+        response = await http.get(f"/resources/{resource_id}")
+        if response.status_code == httpx.codes.NOT_FOUND:
+            raise ExternalNotFound(f"external service has no resource {resource_id}")
+        if not response.is_success:
+            raise ExternalServiceError(f"external service answered {response.status_code}")
+        try:
+            reply = response.json()
+        except ValueError as exc:
+            raise ExternalServiceError("external service sent malformed JSON") from exc
+        if not isinstance(reply, dict):
+            raise ExternalServiceError("external service reply is not an object")
+        return reply
+
+
+async def fetch_external_data(client: Any, resource_id: int) -> Any:
+    """The `data` of a successful reply; a 404 stays a 404, any other failure becomes a 503."""
+    try:
+        reply = client.fetch_data(resource_id)
+        if inspect.isawaitable(reply):  # the real client is async; test doubles may not be
+            reply = await reply
+    except ExternalNotFound:
+        raise NotFound("Resource not found by the external service") from None
+    except Exception:
+        logger.exception("external service call for resource %s failed", resource_id)
+        raise ServiceUnavailable(UNAVAILABLE) from None
+    if not isinstance(reply, dict) or reply.get("status") != "success" or "data" not in reply:
+        logger.error("external service sent an unusable reply for resource %s", resource_id)
+        raise ServiceUnavailable(UNAVAILABLE)
+    return reply["data"]

@@ -1,0 +1,80 @@
+"""Resources: who may do what to them, and the events their changes announce."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.errors import Forbidden, NotFound
+from app.events.types import Event, EventType
+from app.models import Resource, User
+from app.repositories import ResourceRepository
+from app.schemas import ResourceCreate, ResourceOut
+from app.unit_of_work import UnitOfWork
+
+
+def _announce(uow: UnitOfWork, event_type: EventType, resources: Sequence[Resource]) -> None:
+    uow.session.flush()  # ids and timestamps exist from here on
+    for resource in resources:
+        data = ResourceOut.model_validate(resource).model_dump(mode="json")
+        uow.emit(Event(event_type, data))
+
+
+def get(session: Session, resource_id: int) -> Resource:
+    resource = ResourceRepository(session).get(resource_id)
+    if resource is None:
+        raise NotFound("Resource not found")
+    return resource
+
+
+def get_owned(session: Session, resource_id: int, user: User) -> Resource:
+    """The resource, if `user` may change it: 404 when missing, 403 when someone else's."""
+    resource = get(session, resource_id)
+    if resource.owner_id != user.id:
+        raise Forbidden("Only the owner may change this resource")
+    return resource
+
+
+def page(session: Session, skip: int, limit: int) -> tuple[Sequence[Resource], int]:
+    """One page in id order, and how many resources there are in all."""
+    repository = ResourceRepository(session)
+    return repository.page(skip, limit), repository.count()
+
+
+def create_many(uow: UnitOfWork, owner: User, items: Sequence[ResourceCreate]) -> list[Resource]:
+    """Create all of `items` for `owner`, in order; they stand or fall together with the commit."""
+    resources = [
+        Resource(
+            name=item.name,
+            description=item.description,
+            metadata_=item.metadata,
+            owner_id=owner.id,
+        )
+        for item in items
+    ]
+    uow.session.add_all(resources)
+    _announce(uow, "resource.created", resources)
+    return resources
+
+
+def create(uow: UnitOfWork, owner: User, item: ResourceCreate) -> Resource:
+    return create_many(uow, owner, [item])[0]
+
+
+def update(uow: UnitOfWork, resource: Resource, changes: dict[str, Any]) -> Resource:
+    """Apply `changes` (field name → value, as the API names them)."""
+    for field, value in changes.items():
+        setattr(resource, "metadata_" if field == "metadata" else field, value)
+    _announce(uow, "resource.updated", [resource])
+    return resource
+
+
+def replace(uow: UnitOfWork, resource: Resource, item: ResourceCreate) -> Resource:
+    return update(uow, resource, item.model_dump())
+
+
+def delete(uow: UnitOfWork, resource: Resource) -> None:
+    data = ResourceOut.model_validate(resource).model_dump(mode="json")
+    uow.session.delete(resource)
+    uow.session.flush()
+    uow.emit(Event("resource.deleted", data))

@@ -1,0 +1,87 @@
+"""The one settings object: everything configurable comes from the environment (or `.env`)."""
+
+import contextlib
+import os
+import secrets
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("data")
+# RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (256 bits).
+MIN_SECRET_KEY_BYTES = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str = ""
+    secret_key: str = ""
+    access_token_expire_minutes: int = Field(default=30, ge=1)
+    external_api_url: str = "http://127.0.0.1:8001"
+    external_api_key: str = ""
+    external_api_timeout: float = Field(default=5.0, gt=0)
+    cors_origins: Annotated[list[str], NoDecode] = []
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Argon2id cost (RFC 9106's second recommended option by default); tests lower it for speed.
+    password_hash_time_cost: int = Field(default=3, ge=1)
+    password_hash_memory_kib: int = Field(default=65536, ge=8)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> "Settings":
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'resource-api.db'}"
+        if self.environment == "production" and len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+            raise ValueError(
+                f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_BYTES} bytes in production "
+                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+            )
+        return self
+
+    @property
+    def signing_key(self) -> str:
+        """The JWT key: SECRET_KEY, else one generated once and kept under DATA_DIR.
+
+        Kept on disk so that tokens survive a restart; tests get a throwaway key instead.
+        """
+        if self.secret_key:
+            return self.secret_key
+        if self.environment == "test":
+            self.secret_key = secrets.token_urlsafe(48)
+            return self.secret_key
+        key_file = self.data_dir / "secret_key"
+        if not key_file.exists():
+            _create_key_file(key_file)
+        self.secret_key = key_file.read_text().strip()
+        return self.secret_key
+
+
+def _create_key_file(key_file: Path) -> None:
+    """Write a fresh key atomically: several workers starting at once all end up with one key."""
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, draft = tempfile.mkstemp(dir=key_file.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        with contextlib.suppress(FileExistsError):  # another worker won the race: keep its key
+            os.link(draft, key_file)
+    finally:
+        os.unlink(draft)
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()
