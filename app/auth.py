@@ -1,4 +1,4 @@
-"""Security primitives: password hashing and access tokens (HS256 JWTs whose subject is an email)."""
+"""Security primitives: password hashing, and access tokens (HS256 JWTs naming an email)."""
 
 from datetime import UTC, datetime, timedelta
 from functools import cache

@@ -3,17 +3,23 @@
 Every error body is JSON with a `detail`, whatever raised it.
 """
 
-from typing import Any
+import logging
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+DATABASE_UNAVAILABLE = "Database unavailable"
 
 
 class DomainError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
-    headers: dict[str, str] | None = None
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -34,7 +40,7 @@ class Conflict(DomainError):
 
 class NotAuthenticated(DomainError):
     status_code = status.HTTP_401_UNAUTHORIZED
-    headers = {"WWW-Authenticate": "Bearer"}
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
 
 
 class ServiceUnavailable(DomainError):
@@ -67,9 +73,7 @@ async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse(
-        {"detail": _validation_detail(exc)}, status.HTTP_422_UNPROCESSABLE_CONTENT
-    )
+    return JSONResponse({"detail": _validation_detail(exc)}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -79,7 +83,13 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_unreachable(_request: Request, exc: Exception) -> JSONResponse:
+    logger.error("database operation failed: %s", exc)
+    return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(OperationalError, _database_unreachable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -20,7 +20,7 @@ JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
 
 def _same_as_created_at(context: DefaultExecutionContext) -> datetime:
-    created_at: datetime = context.get_current_parameters()["created_at"]
+    created_at: datetime = context.get_current_parameters()["created_at"]  # type: ignore[no-untyped-call]
     return created_at
 
 

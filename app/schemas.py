@@ -130,9 +130,7 @@ Username = Annotated[
     SafeStr,
     StringConstraints(min_length=1, max_length=USERNAME_MAX_LENGTH, pattern=r"^[A-Za-z0-9_.\-]+$"),
 ]
-Password = Annotated[
-    SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)
-]
+Password = Annotated[SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 
 
 class UserCreate(BaseModel):
@@ -154,7 +152,7 @@ class UserOut(BaseModel):
 
 class Token(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105  (a scheme name, not a secret)
     expires_in: int
 
 

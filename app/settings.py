@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Argon2id cost (RFC 9106's second recommended option by default); tests lower it for speed.
     password_hash_time_cost: int = Field(default=3, ge=1)
-    password_hash_memory_kib: int = Field(default=65536, ge=8)
+    password_hash_memory_kib: int = Field(default=65536, ge=32)
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> "Settings":
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'resource-api.db'}"
-        if self.environment == "production" and len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+        if (
+            self.environment == "production"
+            and len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES
+        ):
             raise ValueError(
                 f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_BYTES} bytes in production "
                 '(python -c "import secrets; print(secrets.token_urlsafe(48))")'

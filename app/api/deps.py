@@ -35,10 +35,10 @@ async def unit_of_work(session: DbSession, broker: Broker) -> AsyncIterator[Unit
     uow = UnitOfWork(session)
     try:
         yield uow
+        events = await run_in_threadpool(uow.commit)
     except BaseException:
         await run_in_threadpool(uow.rollback)
         raise
-    events = await run_in_threadpool(uow.commit)
     await broker.publish(events)
 
 

@@ -24,7 +24,9 @@ class LiveUpdates:
     def __init__(self, websocket: WebSocket, broker: EventBroker) -> None:
         self.websocket = websocket
         self.broker = broker
-        self._outbox_in, self._outbox_out = anyio.create_memory_object_stream[dict[str, Any]](
+        # One sender, so replies and events never interleave mid-frame; bounded, so a client
+        # that does not read slows its own subscription down instead of the server's memory.
+        self._outbox, self._outbox_reader = anyio.create_memory_object_stream[dict[str, Any]](
             OUTBOX_SIZE
         )
         self._subscription: anyio.CancelScope | None = None
@@ -32,7 +34,7 @@ class LiveUpdates:
     async def run(self) -> None:
         """Serve until the client leaves."""
         try:
-            async with anyio.create_task_group() as tasks:
+            async with self._outbox, self._outbox_reader, anyio.create_task_group() as tasks:
                 tasks.start_soon(self._send_loop)
                 await self._receive_loop(tasks)
                 tasks.cancel_scope.cancel()
@@ -40,9 +42,8 @@ class LiveUpdates:
             return
 
     async def _send_loop(self) -> None:
-        async with self._outbox_out:
-            async for message in self._outbox_out:
-                await self.websocket.send_json(message)
+        async for message in self._outbox_reader:
+            await self.websocket.send_json(message)
 
     async def _receive_loop(self, tasks: anyio.abc.TaskGroup) -> None:
         while True:
@@ -50,7 +51,7 @@ class LiveUpdates:
             if frame["type"] == "websocket.disconnect":
                 return
             reply = await self._handle(frame.get("text"), tasks)
-            await self._outbox_in.send(reply)
+            await self._outbox.send(reply)
 
     async def _handle(self, text: str | None, tasks: anyio.abc.TaskGroup) -> dict[str, Any]:
         if text is None:
@@ -84,7 +85,7 @@ class LiveUpdates:
                 try:
                     while True:
                         event = await subscription.next()
-                        await self._outbox_in.send(event.message())
+                        await self._outbox.send(event.message())
                 except SubscriberOverflow:
                     await self.websocket.close(
                         status.WS_1013_TRY_AGAIN_LATER, "Too far behind; reconnect"

@@ -44,7 +44,9 @@ class Subscription:
             try:
                 self._queue.put_nowait(event)
             except asyncio.QueueFull:
-                logger.warning("dropping a subscriber that fell %d events behind", self._queue.qsize())
+                logger.warning(
+                    "dropping a subscriber that fell %d events behind", self._queue.qsize()
+                )
                 while not self._queue.empty():
                     self._queue.get_nowait()
                 self._queue.put_nowait(None)  # tells the reader it overflowed

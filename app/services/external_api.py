@@ -24,12 +24,11 @@ class ExternalNotFound(ExternalServiceError):
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The pooled client the app shares; connection errors are retried once."""
+    """The pooled client the app shares."""
     return httpx.AsyncClient(
         base_url=settings.external_api_url,
         headers={"X-API-Key": settings.external_api_key},
         timeout=settings.external_api_timeout,
-        transport=httpx.AsyncHTTPTransport(retries=1),
     )
 
 
@@ -59,7 +58,11 @@ class ExternalClient:
 
     @staticmethod
     async def _get(http: httpx.AsyncClient, resource_id: int) -> dict[str, Any]:
-        response = await http.get(f"/resources/{resource_id}")
+        try:
+            response = await http.get(f"/resources/{resource_id}")
+        except httpx.ConnectError:
+            # Nothing was sent, so a second try is safe; a restarting service often accepts it.
+            response = await http.get(f"/resources/{resource_id}")
         if response.status_code == httpx.codes.NOT_FOUND:
             raise ExternalNotFound(f"external service has no resource {resource_id}")
         if not response.is_success:

@@ -11,7 +11,7 @@ from app.schemas import UserCreate
 from app.unit_of_work import UnitOfWork
 
 BAD_CREDENTIALS = "Incorrect username or password"
-BAD_TOKEN = "Could not validate credentials"
+BAD_TOKEN = "Could not validate credentials"  # noqa: S105  (a message)
 
 
 def register(uow: UnitOfWork, data: UserCreate) -> User:

@@ -4,7 +4,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import DbSession
-from app.errors import ServiceUnavailable
+from app.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -21,5 +21,5 @@ async def ready(session: DbSession) -> dict[str, str]:
     try:
         await run_in_threadpool(session.execute, text("SELECT 1"))
     except SQLAlchemyError:
-        raise ServiceUnavailable("Database unavailable") from None
+        raise ServiceUnavailable(DATABASE_UNAVAILABLE) from None
     return {"status": "ok", "database": "ok"}

@@ -1,0 +1,1 @@
+"""resource-api: user-owned resources over HTTP, with live updates."""

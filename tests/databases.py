@@ -1,0 +1,52 @@
+"""Test databases: the guard against real ones, and one PostgreSQL database per xdist worker."""
+
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL, make_url
+
+from app.database import build_engine
+
+
+class NotATestDatabase(RuntimeError):
+    pass
+
+
+def assert_test_database(url: URL) -> None:
+    """Refuse anything but SQLite in memory or in a temp dir, or a database named *test*."""
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite":
+        if database in ("", ":memory:"):
+            return
+        if Path(database).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
+            return
+    elif "test" in database.lower():
+        return
+    raise NotATestDatabase(
+        f"refusing to run tests against {url.render_as_string(hide_password=True)}: "
+        "use SQLite in memory or under the temp dir, or a database whose name contains 'test'"
+    )
+
+
+def _worker_database(url: URL, worker_id: str) -> URL:
+    """Under pytest-xdist each worker gets `<name>_<worker>`, dropped and made afresh."""
+    if worker_id == "master" or url.get_backend_name() != "postgresql":
+        return url
+    name = f"{url.database}_{worker_id}"
+    admin = build_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name)
+
+
+def test_engine(url_text: str, worker_id: str) -> Engine:
+    url = make_url(url_text)
+    assert_test_database(url)
+    url = _worker_database(url, worker_id)
+    return build_engine(url.render_as_string(hide_password=False))
+
+
+test_engine.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test

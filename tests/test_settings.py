@@ -1,0 +1,42 @@
+import stat
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import Settings
+
+
+def test_production_refuses_a_missing_or_weak_key() -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY must be set"):
+        Settings(environment="production", secret_key="")
+    with pytest.raises(ValidationError, match="SECRET_KEY must be set"):
+        Settings(environment="production", secret_key="short")
+    assert Settings(environment="production", secret_key="k" * 32).signing_key == "k" * 32
+
+
+def test_a_missing_key_is_made_once_and_kept(tmp_path: Path) -> None:
+    first = Settings(environment="development", secret_key="", data_dir=tmp_path).signing_key
+    second = Settings(environment="development", secret_key="", data_dir=tmp_path).signing_key
+
+    assert first == second
+    assert len(first) >= 32
+    key_file = tmp_path / "secret_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+def test_tests_get_a_throwaway_key(tmp_path: Path) -> None:
+    key = Settings(environment="test", secret_key="", data_dir=tmp_path).signing_key
+    assert len(key) >= 32
+    assert not any(tmp_path.iterdir())
+
+
+def test_database_defaults_to_a_file_under_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings(database_url="", data_dir=tmp_path)
+    assert settings.database_url == f"sqlite:///{tmp_path}/resource-api.db"
+
+
+def test_cors_origins_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
+    assert Settings().cors_origins == ["https://a.example", "https://b.example"]

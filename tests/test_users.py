@@ -1,0 +1,213 @@
+from datetime import timedelta
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import auth
+from app.auth import create_access_token
+from app.models import User
+from app.settings import get_settings
+from tests.conftest import PASSWORD, UserFactory, bearer, raw_json
+
+NEW_USER = {"email": "New.Person@Example.com", "username": "newbie", "password": PASSWORD}
+
+
+def test_register_returns_the_user_without_secrets(client: TestClient, db_session: Session) -> None:
+    response = client.post("/api/v1/users", json=NEW_USER)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["email"] == "new.person@example.com"
+    assert body["username"] == "newbie"
+    assert body["is_active"] is True
+    assert not {"password", "hashed_password"} & body.keys()
+    stored = db_session.scalar(select(User).where(User.id == body["id"]))
+    assert stored is not None
+    assert stored.hashed_password != PASSWORD
+    assert auth.verify_password(PASSWORD, stored.hashed_password)
+
+
+@pytest.mark.parametrize(
+    ("change", "taken"),
+    [
+        ({"username": "someone-else"}, "email"),
+        ({"email": "other@example.com"}, "username"),
+        ({}, "email and username"),
+    ],
+)
+def test_register_refuses_a_taken_email_or_username(
+    client: TestClient, change: dict[str, str], taken: str
+) -> None:
+    assert client.post("/api/v1/users", json=NEW_USER).status_code == 201
+
+    response = client.post("/api/v1/users", json={**NEW_USER, **change})
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == f"A user with this {taken} already exists"
+
+
+def test_email_uniqueness_ignores_case(client: TestClient) -> None:
+    assert client.post("/api/v1/users", json=NEW_USER).status_code == 201
+    shouting = {**NEW_USER, "email": NEW_USER["email"].upper(), "username": "loud"}
+    assert client.post("/api/v1/users", json=shouting).status_code == 409
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"email": "not-an-email"},
+        {"email": "nul\x00@example.com"},
+        {"username": ""},
+        {"username": "u" * 51},
+        {"username": "has space"},
+        {"username": "\ud800"},
+        {"password": "p" * 14},
+        {"password": "p" * 129},
+        {"password": "fifteen chars \x00!"},
+        {"password": "fifteen chars \ud800!"},
+    ],
+)
+def test_register_validates_input(client: TestClient, change: dict[str, str]) -> None:
+    response = client.post("/api/v1/users", **raw_json({**NEW_USER, **change}))
+    assert response.status_code == 422
+    assert response.json()["detail"]
+
+
+def test_password_limits_are_inclusive(client: TestClient) -> None:
+    shortest = {**NEW_USER, "password": "p" * 15}
+    longest = {"email": "b@example.com", "username": "b", "password": "p" * 128}
+    assert client.post("/api/v1/users", json=shortest).status_code == 201
+    assert client.post("/api/v1/users", json=longest).status_code == 201
+
+
+@pytest.mark.parametrize("login", ["owner", "owner@example.com", "OWNER@example.com"])
+def test_login_by_username_or_email(client: TestClient, user: User, login: str) -> None:
+    response = client.post("/api/v1/auth/token", data={"username": login, "password": PASSWORD})
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == get_settings().access_token_expire_minutes * 60
+    me = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.json()["id"] == user.id
+
+
+def test_wrong_password_and_unknown_user_look_the_same(
+    client: TestClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified: list[str] = []
+    real_verify = auth._password_hash().verify
+
+    def counting_verify(password: str, hashed: str) -> bool:
+        verified.append(hashed)
+        return real_verify(password, hashed)
+
+    monkeypatch.setattr(auth._password_hash(), "verify", counting_verify)
+
+    wrong = client.post("/api/v1/auth/token", data={"username": "owner", "password": "x" * 20})
+    unknown = client.post("/api/v1/auth/token", data={"username": "ghost", "password": PASSWORD})
+
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json() == unknown.json() == {"detail": "Incorrect username or password"}
+    assert wrong.headers["www-authenticate"] == unknown.headers["www-authenticate"] == "Bearer"
+    # Both paths ran one real Argon2 verification, so neither answers faster.
+    assert len(verified) == 2
+    assert all(hashed.startswith("$argon2id$") for hashed in verified)
+
+
+def test_inactive_user_and_passwordless_user_cannot_log_in(
+    client: TestClient, make_user: UserFactory
+) -> None:
+    make_user(username="sleeper", is_active=False)
+    make_user(username="nopass", password=None)
+    for login in ("sleeper", "nopass"):
+        response = client.post("/api/v1/auth/token", data={"username": login, "password": PASSWORD})
+        assert response.status_code == 401
+
+
+def test_login_requires_the_form_fields(client: TestClient) -> None:
+    response = client.post("/api/v1/auth/token", data={"username": "owner"})
+    assert response.status_code == 422
+
+
+def test_me_returns_the_caller(client: TestClient, user: User, auth_headers: dict) -> None:
+    response = client.get("/api/v1/users/me", headers=auth_headers)
+    assert response.status_code == 200
+    assert response.json()["username"] == "owner"
+
+
+def _token(claims: dict, key: str | None = None, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key or get_settings().signing_key, algorithm=algorithm)
+
+
+def _unsigned(claims: dict) -> str:
+    return jwt.encode(claims, None, algorithm="none")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer",
+        "Bearer not-a-jwt",
+        "Basic dXNlcjpwYXNz",
+        "Bearer TAMPERED",
+        "Bearer EXPIRED",
+        "Bearer ALG_NONE",
+        "Bearer WRONG_KEY",
+        "Bearer NO_EXP",
+        "Bearer NO_SUB",
+        "Bearer UNKNOWN_USER",
+    ],
+)
+def test_me_refuses_bad_credentials(
+    client: TestClient, user: User, authorization: str | None
+) -> None:
+    valid = create_access_token(data={"sub": user.email})
+    header, payload, signature = valid.split(".")
+    claims = {"sub": user.email, "iat": 1_700_000_000, "exp": 4_000_000_000}
+    tokens = {
+        "TAMPERED": f"{header}.{payload}.{signature[:-4]}AAAA",
+        "EXPIRED": create_access_token(data={"sub": user.email}, expires_delta=timedelta(-1)),
+        "ALG_NONE": _unsigned(claims),
+        "WRONG_KEY": _token(claims, key="k" * 48),
+        "NO_EXP": _token({"sub": user.email, "iat": 1_700_000_000}),
+        "NO_SUB": _token({"iat": 1_700_000_000, "exp": 4_000_000_000}),
+        "UNKNOWN_USER": _token({**claims, "sub": "ghost@example.com"}),
+    }
+    headers = {}
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        headers["Authorization"] = f"{scheme} {tokens.get(token, token)}".strip()
+
+    response = client.get("/api/v1/users/me", headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["detail"]
+
+
+def test_me_refuses_inactive_and_deleted_users(
+    client: TestClient, make_user: UserFactory, db_session: Session
+) -> None:
+    inactive = make_user(username="inactive")
+    deleted = make_user(username="deleted")
+    inactive_headers, deleted_headers = bearer(inactive), bearer(deleted)
+    inactive.is_active = False
+    db_session.delete(deleted)
+    db_session.commit()
+
+    for headers in (inactive_headers, deleted_headers):
+        response = client.get("/api/v1/users/me", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_tokens_carry_exp_and_iat(user: User) -> None:
+    token = create_access_token(data={"sub": user.email}, expires_delta=timedelta(minutes=5))
+    claims = jwt.decode(token, get_settings().signing_key, algorithms=["HS256"])
+    assert claims["sub"] == user.email
+    assert claims["exp"] - claims["iat"] == 300
