@@ -3,12 +3,14 @@
 Building it lazily lets tests (and the CLI) settle the settings before any connection exists.
 """
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import anyio
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -53,6 +55,8 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **kwargs)
+    for pool_option in ("pool_size", "max_overflow", "pool_timeout"):
+        kwargs.pop(pool_option, None)  # SQLite's pools are not sized
     in_memory = parsed.database in (None, "", ":memory:")
     if in_memory:
         kwargs.setdefault("poolclass", StaticPool)
@@ -87,7 +91,13 @@ def _use_real_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
 
 @cache
 def get_engine() -> Engine:
-    return build_engine(get_settings().database_url)
+    settings = get_settings()
+    return build_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
 
 
 @cache
@@ -100,6 +110,41 @@ def get_db() -> Iterator[Session]:
     """One session per request. It never commits: the request's unit of work does."""
     with get_session_factory()() as session:
         yield session
+
+
+class ConnectionGate:
+    """Admits at most `capacity` sessions at once; the rest wait on the event loop.
+
+    Waiting here, rather than in the pool, is what prevents the classic sync-session deadlock:
+    requests blocked inside `pool.connect()` hold worker threads, and the requests that do hold
+    connections then find no thread to finish on and give them back.
+    """
+
+    def __init__(self, capacity: int, timeout: float) -> None:
+        self.capacity = capacity
+        self.timeout = timeout
+        self._slots = anyio.Semaphore(capacity)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        acquired = False
+        with anyio.move_on_after(self.timeout):
+            await self._slots.acquire()
+            acquired = True
+        if not acquired:
+            raise ConnectionsExhausted
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    @property
+    def in_use(self) -> int:
+        return self.capacity - self._slots.value
+
+
+class ConnectionsExhausted(Exception):
+    """No connection came free within the pool timeout."""
 
 
 def utcnow() -> datetime:

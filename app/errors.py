@@ -10,11 +10,16 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.database import ConnectionsExhausted
 
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "Database unavailable"
+DATABASE_BUSY = "Database busy; retry shortly"
+RETRY_AFTER_SECONDS = 1
 
 
 class DomainError(Exception):
@@ -83,6 +88,14 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_busy(_request: Request, _exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": DATABASE_BUSY},
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _database_unreachable(_request: Request, exc: Exception) -> JSONResponse:
     logger.error("database operation failed: %s", exc)
     return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -91,5 +104,7 @@ async def _database_unreachable(_request: Request, exc: Exception) -> JSONRespon
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(OperationalError, _database_unreachable)
+    app.add_exception_handler(ConnectionsExhausted, _database_busy)
+    app.add_exception_handler(PoolTimeout, _database_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -3,10 +3,12 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.routes import external, health, resources, summary, updates, users
+from app.database import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import InProcessBroker
 from app.middleware import BodySizeLimit
@@ -19,6 +21,11 @@ API_PREFIX = "/api/v1"
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    # Sized together with the connection gate (see ConnectionGate): threads > connections.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.thread_pool_size
+    app.state.connection_gate = ConnectionGate(
+        settings.db_connection_capacity, settings.db_pool_timeout
+    )
     await app.state.broker.start()
     async with build_http_client(settings) as http_client:
         app.state.http_client = http_client

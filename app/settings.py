@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     external_api_timeout: float = Field(default=5.0, gt=0)
     cors_origins: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    # Connections: at most pool size + overflow requests hold a session at once; the rest wait
+    # (without a thread) up to the pool timeout, then get 503 with Retry-After.
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=5, ge=0)
+    db_pool_timeout: float = Field(default=10.0, gt=0)
+    # Worker threads for sync routes and dependencies; must exceed the connection capacity so
+    # that a request holding a connection always finds a thread to finish and give it back.
+    thread_pool_size: int = Field(default=40, ge=2)
     # Argon2id cost (RFC 9106's second recommended option by default); tests lower it for speed.
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=65536, ge=32)
@@ -44,6 +52,11 @@ class Settings(BaseSettings):
     def _fill_defaults(self) -> "Settings":
         if not self.database_url:
             self.database_url = f"sqlite:///{self.data_dir / 'resource-api.db'}"
+        if self.thread_pool_size <= self.db_connection_capacity:
+            raise ValueError(
+                "THREAD_POOL_SIZE must exceed DB_POOL_SIZE + DB_MAX_OVERFLOW "
+                f"({self.thread_pool_size} <= {self.db_connection_capacity})"
+            )
         if (
             self.environment == "production"
             and len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES
@@ -53,6 +66,10 @@ class Settings(BaseSettings):
                 '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
             )
         return self
+
+    @property
+    def db_connection_capacity(self) -> int:
+        return self.db_pool_size + self.db_max_overflow
 
     @property
     def signing_key(self) -> str:

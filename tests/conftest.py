@@ -23,6 +23,7 @@ os.environ.update(
 )
 
 from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
@@ -31,6 +32,7 @@ import pytest_asyncio  # noqa: E402
 import respx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import Connection, Engine  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from app.auth import create_access_token, hash_password  # noqa: E402
@@ -38,7 +40,7 @@ from app.database import Base, get_db  # noqa: E402
 from app.main import app as the_app  # noqa: E402
 from app.models import User  # noqa: E402
 from app.settings import get_settings  # noqa: E402
-from tests.databases import test_engine  # noqa: E402
+from tests.databases import fresh_database, test_engine  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 
@@ -50,6 +52,16 @@ def engine(worker_id: str) -> Iterator[Engine]:
     Base.metadata.create_all(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def scratch_database_url(tmp_path: Path, worker_id: str) -> str:
+    """An empty database of the suite's kind, for code that makes its own schema or engine."""
+    url = make_url(TEST_DATABASE_URL)
+    if url.get_backend_name() == "postgresql":
+        url = fresh_database(url, f"{url.database}_scratch_{worker_id}")
+        return url.render_as_string(hide_password=False)
+    return f"sqlite:///{tmp_path}/scratch.db"
 
 
 @pytest.fixture

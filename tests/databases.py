@@ -29,11 +29,8 @@ def assert_test_database(url: URL) -> None:
     )
 
 
-def _worker_database(url: URL, worker_id: str) -> URL:
-    """Under pytest-xdist each worker gets `<name>_<worker>`, dropped and made afresh."""
-    if worker_id == "master" or url.get_backend_name() != "postgresql":
-        return url
-    name = f"{url.database}_{worker_id}"
+def fresh_database(url: URL, name: str) -> URL:
+    """A new, empty PostgreSQL database `name` beside `url`'s (dropped first if it exists)."""
     admin = build_engine(url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -43,9 +40,11 @@ def _worker_database(url: URL, worker_id: str) -> URL:
 
 
 def test_engine(url_text: str, worker_id: str) -> Engine:
+    """The suite's engine; under pytest-xdist each PostgreSQL worker gets `<name>_<worker>`."""
     url = make_url(url_text)
     assert_test_database(url)
-    url = _worker_database(url, worker_id)
+    if worker_id != "master" and url.get_backend_name() == "postgresql":
+        url = fresh_database(url, f"{url.database}_{worker_id}")
     return build_engine(url.render_as_string(hide_password=False))
 
 

@@ -1,42 +1,23 @@
 """The `resource-api` command, run as a user would: in its own process, on a temp database."""
 
+import base64
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import inspect
 
+from app.database import build_engine
 from app.migrations import alembic_config
 from tests.conftest import PASSWORD
+from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ENVIRONMENT": "development",
-        "DATA_DIR": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
-        "SECRET_KEY": "",
-    }
-
-
-def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def cli_env(tmp_path: Path, scratch_database_url: str) -> dict[str, str]:
+    return server_env(tmp_path, scratch_database_url)
 
 
 def test_migrate_makes_the_schema_the_models_describe(cli_env: dict[str, str]) -> None:
@@ -48,7 +29,7 @@ def test_migrate_makes_the_schema_the_models_describe(cli_env: dict[str, str]) -
     result = run_cli(cli_env, "migrate")
 
     assert result.returncode == 0, result.stderr
-    engine = create_engine(cli_env["DATABASE_URL"])
+    engine = build_engine(cli_env["DATABASE_URL"])
     with engine.connect() as connection:
         assert {"users", "resources"} <= set(inspect(connection).get_table_names())
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -63,7 +44,7 @@ def test_migrations_go_down_to_nothing(cli_env: dict[str, str]) -> None:
 
     assert run_cli(cli_env, "migrate").returncode == 0
     command.downgrade(alembic_config(cli_env["DATABASE_URL"]), "base")
-    engine = create_engine(cli_env["DATABASE_URL"])
+    engine = build_engine(cli_env["DATABASE_URL"])
     with engine.connect() as connection:
         assert set(inspect(connection).get_table_names()) == {"alembic_version"}
     engine.dispose()
@@ -85,42 +66,17 @@ def test_create_user_reads_the_password_from_stdin(cli_env: dict[str, str]) -> N
     assert "password" in weak.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def server(cli_env: dict[str, str]) -> Iterator[str]:
     assert run_cli(cli_env, "migrate").returncode == 0
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "warning"],
-        env=cli_env,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"{base}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with running_server(cli_env) as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_serve_runs_the_api_and_keeps_its_key(server: str, cli_env: dict[str, str]) -> None:
     """The README's tour, over a real socket: register, log in, create, list."""
     api = f"{server}/api/v1"
-    user = {"email": "tour@example.com", "username": "tour", "password": PASSWORD}
-    assert httpx.post(f"{api}/users", json=user).status_code == 201
-    token = httpx.post(f"{api}/auth/token", data={"username": "tour", "password": PASSWORD})
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    headers = register_and_log_in(server, "tour")
 
     created = httpx.post(f"{api}/resources", json={"name": "Over the wire"}, headers=headers)
 
@@ -133,8 +89,6 @@ def test_serve_runs_the_api_and_keeps_its_key(server: str, cli_env: dict[str, st
 
 def test_a_bad_token_is_refused_with_403_over_a_real_socket(server: str) -> None:
     """A WebSocket closed before accept reaches a real client as HTTP 403."""
-    import base64
-
     key = base64.b64encode(os.urandom(16)).decode()
     handshake = {
         "Connection": "Upgrade",

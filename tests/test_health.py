@@ -1,6 +1,10 @@
+import anyio
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+
+from app.database import ConnectionGate, ConnectionsExhausted
 
 
 def test_health_answers_without_the_database(client: TestClient) -> None:
@@ -31,3 +35,30 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert "/api/v1/resources" in schema["paths"]
+
+
+def test_a_full_connection_gate_answers_503_with_retry_after(
+    client: TestClient, app, monkeypatch
+) -> None:
+    monkeypatch.setattr(app.state, "connection_gate", ConnectionGate(capacity=0, timeout=0.05))
+
+    response = client.get("/api/v1/resources")
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {"detail": "Database busy; retry shortly"}
+    assert client.get("/health").status_code == 200  # no database, no gate
+
+
+def test_the_gate_admits_up_to_its_capacity() -> None:
+    gate = ConnectionGate(capacity=2, timeout=0.05)
+
+    async def hold_two_then_try_a_third() -> None:
+        async with gate.slot(), gate.slot():
+            assert gate.in_use == 2
+            with pytest.raises(ConnectionsExhausted):
+                async with gate.slot():
+                    pass
+        assert gate.in_use == 0
+
+    anyio.run(hold_two_then_try_a_third)

@@ -40,3 +40,9 @@ def test_database_defaults_to_a_file_under_the_data_dir(tmp_path: Path) -> None:
 def test_cors_origins_from_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
     assert Settings().cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_threads_must_outnumber_connections() -> None:
+    with pytest.raises(ValidationError, match="THREAD_POOL_SIZE must exceed"):
+        Settings(db_pool_size=10, db_max_overflow=10, thread_pool_size=20)
+    assert Settings(db_pool_size=10, db_max_overflow=10, thread_pool_size=21).thread_pool_size

@@ -9,15 +9,37 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
-from app.database import get_db
+from app.database import ConnectionGate, get_db
 from app.events.broker import EventBroker
 from app.models import Resource, User
 from app.services import resources, users
 from app.unit_of_work import UnitOfWork
 
+
+def connection_gate(connection: HTTPConnection) -> ConnectionGate:
+    gate: ConnectionGate = connection.app.state.connection_gate
+    return gate
+
+
+async def connection_slot(connection: HTTPConnection) -> AsyncIterator[None]:
+    """Wait (on the event loop, not a thread) until a database connection may be had."""
+    async with connection_gate(connection).slot():
+        yield
+
+
 # "function" scope: the session closes, and the unit of work commits, before the response is
 # sent, so a client never sees a 2xx for a write that then fails to commit.
-DbSession = Annotated[Session, Depends(get_db, scope="function")]
+UngatedSession = Annotated[Session, Depends(get_db, scope="function")]
+
+
+async def gated_session(
+    _slot: Annotated[None, Depends(connection_slot, scope="function")], session: UngatedSession
+) -> Session:
+    """The request's session, once a connection slot is held; both end before the response."""
+    return session
+
+
+DbSession = Annotated[Session, Depends(gated_session)]
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 

@@ -1,9 +1,12 @@
-from fastapi import APIRouter, WebSocket, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, WebSocket, status
 from fastapi.concurrency import run_in_threadpool
 
-from app.api.deps import Broker, DbSession
+from app.api.deps import Broker, UngatedSession, connection_gate
 from app.api.live_updates import LiveUpdates
-from app.errors import NotAuthenticated
+from app.database import ConnectionGate, ConnectionsExhausted
+from app.errors import DATABASE_BUSY, NotAuthenticated
 from app.services import users
 
 router = APIRouter(tags=["live updates"])
@@ -24,16 +27,26 @@ def _bearer_token(websocket: WebSocket) -> tuple[str | None, str | None]:
 
 
 @router.websocket("/ws/updates")
-async def updates(websocket: WebSocket, session: DbSession, broker: Broker) -> None:
+async def updates(
+    websocket: WebSocket,
+    session: UngatedSession,
+    broker: Broker,
+    gate: Annotated[ConnectionGate, Depends(connection_gate)],
+) -> None:
     token, subprotocol = _bearer_token(websocket)
     try:
-        await run_in_threadpool(users.from_token, session, token)
+        # The socket may stay open for hours: it holds a connection only while it logs in.
+        async with gate.slot():
+            try:
+                await run_in_threadpool(users.from_token, session, token)
+            finally:
+                await run_in_threadpool(session.close)
     except NotAuthenticated as exc:
         # Refused before accepting: a client over a real server sees HTTP 403.
         await websocket.close(status.WS_1008_POLICY_VIOLATION, exc.detail)
         return
-    finally:
-        # The socket may stay open for hours; its database connection goes back now.
-        await run_in_threadpool(session.close)
+    except ConnectionsExhausted:
+        await websocket.close(status.WS_1013_TRY_AGAIN_LATER, DATABASE_BUSY)
+        return
     await websocket.accept(subprotocol=subprotocol)
     await LiveUpdates(websocket, broker).run()

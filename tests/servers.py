@@ -1,0 +1,77 @@
+"""Real server processes for black-box tests: `resource-api serve` on a free port."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import PASSWORD
+
+STARTUP_SECONDS = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def server_env(data_dir: Path, database_url: str, **settings: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ENVIRONMENT": "development",
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "",
+        **settings,
+    }
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextmanager
+def running_server(env: dict[str, str], *serve_args: str) -> Iterator[str]:
+    """Serve until the block ends; yields the base URL once `/health` answers."""
+    port = free_port()
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    process = subprocess.Popen([*command, "--log-level", "warning", *serve_args], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            assert process.poll() is None, "the server exited during start-up"
+            try:
+                httpx.get(f"{base}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def register_and_log_in(base: str, username: str) -> dict[str, str]:
+    """Bearer headers for a new user on a running server."""
+    api = f"{base}/api/v1"
+    user = {"email": f"{username}@example.com", "username": username, "password": PASSWORD}
+    assert httpx.post(f"{api}/users", json=user).status_code == 201
+    token = httpx.post(f"{api}/auth/token", data={"username": username, "password": PASSWORD})
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
