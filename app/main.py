@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.routes import external, health, resources, summary, updates, users
 from app.database import ConnectionGate
 from app.errors import install_error_handlers
-from app.events.broker import InProcessBroker
+from app.events.broker import build_broker
 from app.middleware import BodySizeLimit
 from app.services.external_api import build_http_client
 from app.settings import Settings, get_settings
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.broker = InProcessBroker()
+    app.state.broker = build_broker(settings.broker_url, settings.broker_channel)
     app.state.http_client = None
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     database_url: str = ""
     secret_key: str = ""
     access_token_expire_minutes: int = Field(default=30, ge=1)
+    # Empty: live updates fan out within one process. `redis://host:6379/0`: across processes.
+    broker_url: str = ""
+    broker_channel: str = "resource-api:updates"  # deployments sharing a Redis need their own
     external_api_url: str = "http://127.0.0.1:8001"
     external_api_key: str = ""
     external_api_timeout: float = Field(default=5.0, gt=0)

@@ -100,6 +100,23 @@ def app(db_session: Session) -> Iterator[Any]:
     assert not the_app.dependency_overrides, "a test left a dependency override behind"
 
 
+StateSetter = Callable[[str, object], None]
+
+
+@pytest.fixture
+def set_app_state(app: Any) -> Iterator[StateSetter]:
+    """Replace `app.state.<name>` for one test (monkeypatch's undo deletes State attributes)."""
+    previous: dict[str, object] = {}
+
+    def set_state(name: str, value: object) -> None:
+        previous.setdefault(name, getattr(app.state, name))
+        setattr(app.state, name, value)
+
+    yield set_state
+    for name, value in previous.items():
+        setattr(app.state, name, value)
+
+
 @pytest.fixture
 def client(app: Any) -> Iterator[TestClient]:
     with TestClient(app) as client:
@@ -174,3 +191,18 @@ def external_api() -> Iterator[respx.MockRouter]:
 def raw_json(body: object) -> dict[str, Any]:
     """Request kwargs for JSON a strict client would refuse to send (lone surrogates, NaN)."""
     return {"content": json.dumps(body), "headers": {"Content-Type": "application/json"}}
+
+
+def service_url(variable: str, what: str) -> str:
+    """A real service's URL from the environment: skipped when unset, but failed under CI."""
+    url = os.environ.get(variable, "")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{variable} is not set: CI must run the tests that need {what}")
+        pytest.skip(f"set {variable} (for example redis://127.0.0.1:6379/0) to test with {what}")
+    return url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return service_url("TEST_REDIS_URL", "Redis")

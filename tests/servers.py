@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -45,9 +46,14 @@ def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.Comp
     )
 
 
+class Server(NamedTuple):
+    url: str
+    pid: int
+
+
 @contextmanager
-def running_server(env: dict[str, str], *serve_args: str) -> Iterator[str]:
-    """Serve until the block ends; yields the base URL once `/health` answers."""
+def running_server(env: dict[str, str], *serve_args: str) -> Iterator[Server]:
+    """Serve until the block ends; yields the server once `/health` answers."""
     port = free_port()
     command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
     process = subprocess.Popen([*command, "--log-level", "warning", *serve_args], env=env)
@@ -62,7 +68,7 @@ def running_server(env: dict[str, str], *serve_args: str) -> Iterator[str]:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.1)
-        yield base
+        yield Server(base, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=15)

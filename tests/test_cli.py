@@ -69,8 +69,8 @@ def test_create_user_reads_the_password_from_stdin(cli_env: dict[str, str]) -> N
 @pytest.fixture
 def server(cli_env: dict[str, str]) -> Iterator[str]:
     assert run_cli(cli_env, "migrate").returncode == 0
-    with running_server(cli_env) as base:
-        yield base
+    with running_server(cli_env) as server:
+        yield server.url
 
 
 def test_serve_runs_the_api_and_keeps_its_key(server: str, cli_env: dict[str, str]) -> None:

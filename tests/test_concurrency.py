@@ -29,7 +29,7 @@ async def test_256_concurrent_requests_on_a_pool_of_5_are_all_answered(
         PASSWORD_HASH_MEMORY_KIB="64",
     )
     assert run_cli(env, "migrate").returncode == 0
-    with running_server(env) as base:
+    with running_server(env) as (base, _pid):
         headers = register_and_log_in(base, "loader")
         paths = ["/api/v1/resources?limit=100", "/api/v1/users/me", "/api/v1/async-endpoint"]
         limits = httpx.Limits(max_connections=CONCURRENT_REQUESTS)

@@ -5,6 +5,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.database import ConnectionGate, ConnectionsExhausted
+from tests.conftest import StateSetter
 
 
 def test_health_answers_without_the_database(client: TestClient) -> None:
@@ -16,7 +17,12 @@ def test_health_answers_without_the_database(client: TestClient) -> None:
 def test_ready_when_the_database_answers(client: TestClient) -> None:
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok"}
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "ok",
+        "events_lost": 0,
+    }
 
 
 def test_not_ready_when_the_database_fails(
@@ -38,9 +44,9 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
 
 
 def test_a_full_connection_gate_answers_503_with_retry_after(
-    client: TestClient, app, monkeypatch
+    client: TestClient, set_app_state: StateSetter
 ) -> None:
-    monkeypatch.setattr(app.state, "connection_gate", ConnectionGate(capacity=0, timeout=0.05))
+    set_app_state("connection_gate", ConnectionGate(capacity=0, timeout=0.05))
 
     response = client.get("/api/v1/resources")
 

@@ -60,6 +60,10 @@ class Subscription:
 
 
 class EventBroker(Protocol):
+    # False while events cannot be delivered; `lost_events` counts what was dropped meanwhile.
+    connected: bool
+    lost_events: int
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -73,6 +77,11 @@ class EventBroker(Protocol):
 
 
 class InProcessBroker:
+    """Fan-out within one process: publishing hands events straight to the subscribers."""
+
+    connected = True
+    lost_events = 0
+
     def __init__(self, max_pending: int = SUBSCRIBER_QUEUE_SIZE) -> None:
         self._max_pending = max_pending
         self._subscriptions: set[Subscription] = set()
@@ -100,3 +109,12 @@ class InProcessBroker:
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+
+def build_broker(broker_url: str, channel: str) -> EventBroker:
+    """In-process without a URL; Redis pub/sub (across processes and hosts) with `redis://…`."""
+    if not broker_url:
+        return InProcessBroker()
+    from app.events.redis_broker import RedisBroker  # the `redis` extra, only when configured
+
+    return RedisBroker(broker_url, channel)

@@ -3,7 +3,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.api.deps import DbSession
+from app.api.deps import Broker, DbSession
 from app.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 
 router = APIRouter(tags=["health"])
@@ -16,10 +16,19 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(session: DbSession) -> dict[str, str]:
-    """Readiness: the database answers (503 otherwise)."""
+async def ready(session: DbSession, broker: Broker) -> dict[str, str | int]:
+    """Readiness: the database answers (503 otherwise); the event broker's state is reported.
+
+    A broker outage does not make the server unready: writes still succeed, only their live
+    events are lost (and counted here).
+    """
     try:
         await run_in_threadpool(session.execute, text("SELECT 1"))
     except SQLAlchemyError:
         raise ServiceUnavailable(DATABASE_UNAVAILABLE) from None
-    return {"status": "ok", "database": "ok"}
+    return {
+        "status": "ok",
+        "database": "ok",
+        "broker": "ok" if broker.connected else "unavailable",
+        "events_lost": broker.lost_events,
+    }
