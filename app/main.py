@@ -4,13 +4,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, status
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.api.live_updates import LiveConnections
 from app.api.routes import external, health, resources, summary, updates, users
 from app.database import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import build_broker
+from app.graceful import chain_before_exit
 from app.middleware import BodySizeLimit
 from app.services.external_api import build_http_client
 from app.settings import Settings, get_settings
@@ -26,12 +28,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.connection_gate = ConnectionGate(
         settings.db_connection_capacity, settings.db_pool_timeout
     )
+    live: LiveConnections = app.state.live_connections
+    restore_signals = chain_before_exit(
+        lambda: live.close_all(status.WS_1001_GOING_AWAY, "Server shutting down")
+    )
     await app.state.broker.start()
     async with build_http_client(settings) as http_client:
         app.state.http_client = http_client
         try:
             yield
         finally:
+            restore_signals()
             await app.state.broker.stop()
 
 
@@ -45,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.broker = build_broker(settings.broker_url, settings.broker_channel)
+    app.state.live_connections = LiveConnections()
     app.state.http_client = None
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -70,7 +70,8 @@ def running_server(env: dict[str, str], *serve_args: str) -> Iterator[Server]:
                 time.sleep(0.1)
         yield Server(base, process.pid)
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.terminate()
         process.wait(timeout=15)
 
 

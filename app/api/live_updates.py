@@ -6,18 +6,43 @@ Client → server: `{"type": "subscribe" | "unsubscribe", "channel": "updates"}`
 anything it cannot understand; the socket stays open after an error.
 """
 
+import asyncio
 import json
 from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
 from fastapi import WebSocket, status
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.events.broker import EventBroker, SubscriberOverflow
 from app.events.types import UPDATES_CHANNEL
 
 OUTBOX_SIZE = 256
+
+
+class LiveConnections:
+    """The open `/ws/updates` connections of this process, so shutdown can say goodbye."""
+
+    def __init__(self) -> None:
+        self._open: set[LiveUpdates] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    async def serve(self, websocket: WebSocket, broker: EventBroker) -> None:
+        connection = LiveUpdates(websocket, broker)
+        self._open.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._open.discard(connection)
+
+    async def close_all(self, code: int, reason: str) -> None:
+        await asyncio.gather(
+            *(connection.close(code, reason) for connection in list(self._open)),
+            return_exceptions=True,
+        )
 
 
 class LiveUpdates:
@@ -41,8 +66,15 @@ class LiveUpdates:
         except WebSocketDisconnect:
             return
 
+    async def close(self, code: int, reason: str) -> None:
+        """Close from the server's side; the receive loop then ends on the client's reply."""
+        if self.websocket.client_state is WebSocketState.CONNECTED:
+            await self.websocket.close(code, reason)
+
     async def _send_loop(self) -> None:
         async for message in self._outbox_reader:
+            if self.websocket.application_state is not WebSocketState.CONNECTED:
+                return  # closed by the server (shutdown, overflow): nothing more to say
             await self.websocket.send_json(message)
 
     async def _receive_loop(self, tasks: anyio.abc.TaskGroup) -> None:

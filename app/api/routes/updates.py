@@ -4,7 +4,7 @@ from fastapi import APIRouter, Depends, WebSocket, status
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Broker, UngatedSession, connection_gate
-from app.api.live_updates import LiveUpdates
+from app.api.live_updates import LiveConnections
 from app.database import ConnectionGate, ConnectionsExhausted
 from app.errors import DATABASE_BUSY, NotAuthenticated
 from app.services import users
@@ -24,6 +24,11 @@ def _bearer_token(websocket: WebSocket) -> tuple[str | None, str | None]:
     if len(offered) == 2 and offered[0] == BEARER_SUBPROTOCOL:
         return offered[1], BEARER_SUBPROTOCOL
     return None, None
+
+
+def live_connections(websocket: WebSocket) -> LiveConnections:
+    connections: LiveConnections = websocket.app.state.live_connections
+    return connections
 
 
 @router.websocket("/ws/updates")
@@ -49,4 +54,4 @@ async def updates(
         await websocket.close(status.WS_1013_TRY_AGAIN_LATER, DATABASE_BUSY)
         return
     await websocket.accept(subprotocol=subprotocol)
-    await LiveUpdates(websocket, broker).run()
+    await live_connections(websocket).serve(websocket, broker)
