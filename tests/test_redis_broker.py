@@ -208,3 +208,27 @@ def test_writes_succeed_with_redis_away(
     ready = client_without_redis.get("/ready").json()
     assert ready["broker"] == "unavailable"
     assert ready["events_lost"] == 1
+
+
+def test_serve_with_several_workers_shares_events(
+    tmp_path: Path, scratch_database_url: str, redis_url: str
+) -> None:
+    """`serve --workers 2`: whichever worker takes a write, the subscriber hears it."""
+    env = server_env(
+        tmp_path, scratch_database_url, BROKER_URL=redis_url, BROKER_CHANNEL=unique("workers")
+    )
+    assert run_cli(env, "migrate").returncode == 0
+    with running_server(env, "--workers", "2") as server:
+        headers = register_and_log_in(server.url, "busy")
+        ws_url = server.url.replace("http://", "ws://") + "/ws/updates"
+        with connect(ws_url, additional_headers=headers) as websocket:
+            websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
+            assert _receive(websocket)["type"] == "subscribed"
+            created = [
+                httpx.post(  # a new connection each time, so both workers take some
+                    f"{server.url}/api/v1/resources", json={"name": f"n{i}"}, headers=headers
+                ).json()
+                for i in range(6)
+            ]
+            heard = [_receive(websocket)["data"] for _ in created]
+        assert heard == created
