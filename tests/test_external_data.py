@@ -72,37 +72,30 @@ def test_any_failure_is_a_503(
     assert response.json() == {"detail": "Service temporarily unavailable"}
 
 
-def test_a_connection_error_is_retried_once(
-    client: TestClient, auth_headers: dict, external_api: respx.MockRouter
+@pytest.mark.parametrize(
+    ("side_effect", "status", "calls"),
+    [
+        ([httpx.ConnectError("refused"), httpx.Response(200, json=SUCCESS)], 200, 2),
+        (httpx.ConnectError("refused"), 503, 2),  # retried once, not more
+        # A read timeout is not retried: the request may have reached the service.
+        (httpx.ReadTimeout("slow"), 503, 1),
+    ],
+    ids=["connect-error-then-success", "connect-errors", "read-timeout"],
+)
+def test_only_connection_errors_are_retried_and_only_once(
+    client: TestClient,
+    auth_headers: dict,
+    external_api: respx.MockRouter,
+    side_effect: object,
+    status: int,
+    calls: int,
 ) -> None:
-    route = external_api.get("/resources/7").mock(
-        side_effect=[httpx.ConnectError("refused"), httpx.Response(200, json=SUCCESS)]
-    )
+    route = external_api.get("/resources/7").mock(side_effect=side_effect)
 
     response = client.get(URL, headers=auth_headers)
 
-    assert response.status_code == 200
-    assert route.call_count == 2
-
-
-def test_a_connection_error_is_retried_only_once(
-    client: TestClient, auth_headers: dict, external_api: respx.MockRouter
-) -> None:
-    route = external_api.get("/resources/7").mock(side_effect=httpx.ConnectError("refused"))
-
-    response = client.get(URL, headers=auth_headers)
-
-    assert response.status_code == 503
-    assert route.call_count == 2
-
-
-def test_a_read_timeout_is_not_retried(
-    client: TestClient, auth_headers: dict, external_api: respx.MockRouter
-) -> None:
-    """The request may have reached the service: only connection failures are retried."""
-    route = external_api.get("/resources/7").mock(side_effect=httpx.ReadTimeout("slow"))
-    assert client.get(URL, headers=auth_headers).status_code == 503
-    assert route.call_count == 1
+    assert response.status_code == status
+    assert route.call_count == calls
 
 
 def test_a_slow_service_hits_the_overall_deadline(

@@ -44,7 +44,7 @@ def test_test_databases_are_accepted(url: str) -> None:
 @pytest.mark.parametrize(
     "url",
     [
-        "sqlite:///data/resource-api.db",
+        "sqlite:////srv/resource-api/data/resource-api.db",
         "sqlite:////var/lib/app/prod.db",
         "postgresql+psycopg://postgres@db.internal:5432/app",
         "postgresql+psycopg://postgres:secret@db.internal:5432/production",
