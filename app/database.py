@@ -63,30 +63,35 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
     elif parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
-    _use_real_sqlite_transactions(engine, wal=not in_memory)
+    _use_real_sqlite_transactions(engine, file_backed=not in_memory)
     return engine
 
 
-def _use_real_sqlite_transactions(engine: Engine, *, wal: bool) -> None:
+def _use_real_sqlite_transactions(engine: Engine, *, file_backed: bool) -> None:
     """Let SQLAlchemy, not the sqlite3 driver, emit BEGIN (SQLAlchemy's documented recipe).
 
     The driver's default mode begins transactions late and commits around SAVEPOINTs on its
     own, which breaks nested transactions: a test's rollback would silently leave rows behind.
+
+    A file shared by concurrent requests begins IMMEDIATE: a deferred transaction that reads,
+    then writes after another connection wrote, fails at once with "database is locked"
+    (busy_timeout does not apply to that upgrade); taking the write lock up front makes it wait.
     """
+    begin = "BEGIN IMMEDIATE" if file_backed else "BEGIN"
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        if wal:
+        if file_backed:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql(begin)
 
 
 @cache

@@ -52,3 +52,22 @@ async def test_256_concurrent_requests_on_a_pool_of_5_are_all_answered(
     assert all(response.headers.get("retry-after") for response in busy)
     assert statuses.count(200) >= CONCURRENT_REQUESTS // 2
     assert elapsed < 60
+
+
+@pytest.mark.asyncio
+async def test_concurrent_writes_all_succeed(tmp_path: Path, scratch_database_url: str) -> None:
+    """On the default SQLite file too: concurrent writers wait their turn instead of failing."""
+    env = server_env(tmp_path, scratch_database_url)
+    assert run_cli(env, "migrate").returncode == 0
+    with running_server(env) as (base, _pid):
+        headers = register_and_log_in(base, "writers")
+        async with httpx.AsyncClient(base_url=base, headers=headers) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/api/v1/resources", json={"name": f"w{i}"}, timeout=60)
+                    for i in range(64)
+                )
+            )
+            listed = await client.get("/api/v1/resources?limit=1")
+    assert [response.status_code for response in responses] == [201] * 64
+    assert listed.headers["x-total-count"] == "64"
