@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.default import DefaultExecutionContext
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, orm_insert_sentinel, relationship
 
 from app.database import Base, UTCDateTime, utcnow
 
@@ -55,3 +55,7 @@ class Resource(Base):
     )
 
     owner: Mapped[User] = relationship(back_populates="resources")
+
+    # Always NULL. It lets SQLite, whose new row ids cannot be matched to the inserted rows
+    # otherwise, take a bulk create in one INSERT … RETURNING instead of one per row.
+    _sentinel: Mapped[int | None] = orm_insert_sentinel()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pytest_fastapi_db.blocker import DatabaseBlocker
 from sqlalchemy import inspect
 
 from app.database import build_engine
@@ -20,7 +21,9 @@ def cli_env(tmp_path: Path, scratch_database_url: str) -> dict[str, str]:
     return server_env(tmp_path, scratch_database_url)
 
 
-def test_migrate_makes_the_schema_the_models_describe(cli_env: dict[str, str]) -> None:
+def test_migrate_makes_the_schema_the_models_describe(
+    cli_env: dict[str, str], db_blocker: DatabaseBlocker
+) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
@@ -30,7 +33,7 @@ def test_migrate_makes_the_schema_the_models_describe(cli_env: dict[str, str]) -
 
     assert result.returncode == 0, result.stderr
     engine = build_engine(cli_env["DATABASE_URL"])
-    with engine.connect() as connection:
+    with db_blocker.unblocked(), engine.connect() as connection:
         assert {"users", "resources"} <= set(inspect(connection).get_table_names())
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
@@ -39,13 +42,15 @@ def test_migrate_makes_the_schema_the_models_describe(cli_env: dict[str, str]) -
     assert run_cli(cli_env, "migrate").returncode == 0
 
 
-def test_migrations_go_down_to_nothing(cli_env: dict[str, str]) -> None:
+def test_migrations_go_down_to_nothing(
+    cli_env: dict[str, str], db_blocker: DatabaseBlocker
+) -> None:
     from alembic import command
 
     assert run_cli(cli_env, "migrate").returncode == 0
-    command.downgrade(alembic_config(cli_env["DATABASE_URL"]), "base")
     engine = build_engine(cli_env["DATABASE_URL"])
-    with engine.connect() as connection:
+    with db_blocker.unblocked(), engine.connect() as connection:
+        command.downgrade(alembic_config(cli_env["DATABASE_URL"]), "base")
         assert set(inspect(connection).get_table_names()) == {"alembic_version"}
     engine.dispose()
 

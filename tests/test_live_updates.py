@@ -10,7 +10,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.auth import create_access_token
 from app.models import User
-from tests.conftest import UserFactory, bearer
+from tests.conftest import UserFactory
 
 URL = "/api/v1/resources"
 SUBSCRIBE = {"type": "subscribe", "channel": "updates"}
@@ -68,14 +68,14 @@ def test_bulk_create_pushes_each_resource(
 
 
 def test_every_subscriber_hears_other_users_changes(
-    client: TestClient, make_user: UserFactory, subscriber: WebSocketTestSession
+    client: TestClient, make_user: UserFactory, subscriber: WebSocketTestSession, tokens: Any
 ) -> None:
     other = make_user(username="writer")
-    with client.websocket_connect("/ws/updates", headers=bearer(other)) as second:
+    with client.websocket_connect("/ws/updates", headers=tokens.headers(other)) as second:
         second.send_json(SUBSCRIBE)
         assert second.receive_json()["type"] == "subscribed"
 
-        created = create(client, bearer(other), "From another user")
+        created = create(client, tokens.headers(other), "From another user")
 
         assert subscriber.receive_json()["data"] == created
         assert second.receive_json()["data"] == created

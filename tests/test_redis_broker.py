@@ -23,10 +23,12 @@ from tests.servers import free_port, register_and_log_in, run_cli, running_serve
 
 
 @pytest.fixture
-def client_without_redis(app: FastAPI, set_app_state: StateSetter) -> Iterator[TestClient]:
+def client_without_redis(
+    app_with_test_session: FastAPI, set_app_state: StateSetter
+) -> Iterator[TestClient]:
     """The app, configured for a Redis that is not there."""
     set_app_state("broker", RedisBroker(f"redis://127.0.0.1:{free_port()}/0"))
-    with TestClient(app) as client:
+    with TestClient(app_with_test_session) as client:
         yield client
 
 

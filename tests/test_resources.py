@@ -460,3 +460,25 @@ class TestBulk:
 
     def test_requires_a_token(self, client: TestClient) -> None:
         assert client.post(f"{URL}/bulk", json=[{"name": "x"}]).status_code == 401
+
+
+class TestQueryCounts:
+    """No N+1: the number of statements does not grow with the page or the batch."""
+
+    @pytest.mark.parametrize("limit", [1, 100])
+    def test_a_page_is_two_queries(
+        self, client: TestClient, db_session: Session, user: User, assert_num_queries, limit: int
+    ) -> None:
+        make_resources(db_session, user, 100)
+        with assert_num_queries(2):  # the page, the total
+            response = client.get(f"{URL}?limit={limit}")
+        assert len(response.json()) == limit
+
+    @pytest.mark.parametrize("size", [1, 1000])
+    def test_a_bulk_create_is_two_queries(
+        self, client: TestClient, auth_headers: dict, assert_num_queries, size: int
+    ) -> None:
+        items = [{"name": f"n{i}", "metadata": {"i": i}} for i in range(size)]
+        with assert_num_queries(2):  # the caller, one multi-row INSERT … RETURNING
+            response = client.post(f"{URL}/bulk", json=items, headers=auth_headers)
+        assert response.status_code == 201

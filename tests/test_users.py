@@ -10,7 +10,8 @@ from app import auth
 from app.auth import create_access_token
 from app.models import User
 from app.settings import get_settings
-from tests.conftest import PASSWORD, UserFactory, bearer, raw_json
+from pytest_fastapi_db.identity import TokenFactory
+from tests.conftest import PASSWORD, UserFactory, raw_json
 
 NEW_USER = {"email": "New.Person@Example.com", "username": "newbie", "password": PASSWORD}
 
@@ -191,11 +192,11 @@ def test_me_refuses_bad_credentials(
 
 
 def test_me_refuses_inactive_and_deleted_users(
-    client: TestClient, make_user: UserFactory, db_session: Session
+    client: TestClient, make_user: UserFactory, db_session: Session, tokens: TokenFactory
 ) -> None:
     inactive = make_user(username="inactive")
     deleted = make_user(username="deleted")
-    inactive_headers, deleted_headers = bearer(inactive), bearer(deleted)
+    inactive_headers, deleted_headers = tokens.headers(inactive), tokens.headers(deleted)
     inactive.is_active = False
     db_session.delete(deleted)
     db_session.commit()

@@ -1,0 +1,64 @@
+"""The kit's settings: ini options naming the app's objects, imported only when needed."""
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from sqlalchemy import MetaData
+
+INI_OPTIONS = {
+    "fastapi_app": "the FastAPI app, as module:attribute",
+    "fastapi_db_metadata": "the declarative Base or MetaData whose tables tests need",
+    "fastapi_db_dependency": "the dependency that yields a Session (get_db), as module:attribute",
+    "fastapi_db_url_env": "environment variable with the test database URL (TEST_DATABASE_URL)",
+    "fastapi_db_app_url_env": "environment variable the app reads its URL from (DATABASE_URL)",
+    "fastapi_token_factory": "the app's token function: f(data={'sub': …}, expires_delta=…)",
+    "fastapi_user_factory": "a callable (session, **fields) -> user adding a user to the session",
+    "fastapi_token_subject": "the user attribute a token names (email)",
+}
+DEFAULTS = {
+    "fastapi_db_url_env": "TEST_DATABASE_URL",
+    "fastapi_db_app_url_env": "DATABASE_URL",
+    "fastapi_token_subject": "email",
+}
+DEFAULT_TEST_DATABASE_URL = "sqlite://"
+
+
+def add_ini_options(parser: pytest.Parser) -> None:
+    for name, help_text in INI_OPTIONS.items():
+        parser.addini(name, help_text, default=DEFAULTS.get(name, ""))
+
+
+def import_object(path: str, option: str) -> Any:
+    """`package.module:attribute` → the object, or a usage error naming the ini option."""
+    if not path:
+        raise pytest.UsageError(f"pytest-fastapi-db: set the ini option `{option}`")
+    module_name, _, attribute = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split(".") if attribute else []:
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise pytest.UsageError(f"pytest-fastapi-db: `{option} = {path}`: {exc}") from exc
+    return target
+
+
+@dataclass
+class KitConfig:
+    config: pytest.Config
+
+    def option(self, name: str) -> str:
+        value: str = self.config.getini(name)
+        return value
+
+    def load(self, name: str) -> Any:
+        return import_object(self.option(name), name)
+
+    @property
+    def metadata(self) -> MetaData:
+        target = self.load("fastapi_db_metadata")
+        metadata = target if isinstance(target, MetaData) else getattr(target, "metadata", None)
+        if not isinstance(metadata, MetaData):
+            raise pytest.UsageError("pytest-fastapi-db: fastapi_db_metadata is not a MetaData")
+        return metadata

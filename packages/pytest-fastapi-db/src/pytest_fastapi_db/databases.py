@@ -1,0 +1,159 @@
+"""Test databases: the guard against real ones, engines with working SAVEPOINTs on SQLite,
+one PostgreSQL database per xdist worker, and emptying tables after transactional tests."""
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.schema import CreateTable
+
+
+class NotATestDatabase(RuntimeError):
+    """The URL does not look like a database made for tests."""
+
+
+def assert_test_database(url: URL | str) -> None:
+    """Refuse anything but SQLite in memory or under the temp dir, or a database named *test*."""
+    url = make_url(url)
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite":
+        if database in ("", ":memory:"):
+            return
+        if Path(database).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
+            return
+    elif "test" in database.lower():
+        return
+    raise NotATestDatabase(
+        f"pytest-fastapi-db refuses to run tests against "
+        f"{url.render_as_string(hide_password=True)}: use SQLite in memory or under the temp "
+        "dir, or a database whose name contains 'test'"
+    )
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def build_test_engine(url: URL) -> Engine:
+    """An engine for tests; on SQLite with the SAVEPOINT fix, in memory shared across threads."""
+    if not is_sqlite(url):
+        return create_engine(url)
+    options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if url.database in (None, "", ":memory:"):
+        options["poolclass"] = StaticPool
+    engine = create_engine(url, **options)
+    install_sqlite_savepoint_fix(engine)
+    return engine
+
+
+def install_sqlite_savepoint_fix(engine: Engine) -> None:
+    """SQLAlchemy's documented recipe: the driver must not manage transactions itself.
+
+    With the sqlite3 driver's default mode, BEGIN is deferred and SAVEPOINTs commit what came
+    before them, so a test's final rollback silently leaves committed rows behind.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _explicit_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def fresh_postgres_database(url: URL, name: str) -> URL:
+    """Drop and make the database `name` beside `url`'s; returns its URL."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name)
+
+
+def ensure_postgres_database(url: URL, name: str) -> URL:
+    """The database `name` beside `url`'s, made if missing (kept, with its schema, if not)."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            exists = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if not exists:
+                connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return url.set(database=name)
+
+
+def worker_url(url: URL, worker_id: str) -> URL:
+    """Under pytest-xdist, PostgreSQL workers each get `<name>_<worker>`; SQLite in memory is
+    per process already."""
+    if worker_id == "master" or url.get_backend_name() != "postgresql":
+        return url
+    return ensure_postgres_database(url, f"{url.database}_{worker_id}")
+
+
+# Outside the app's metadata, so no test, rollback or emptying ever touches it.
+FINGERPRINTS = Table("pytest_fastapi_db_schema", MetaData(), Column("fingerprint", String(64)))
+
+
+def schema_fingerprint(engine: Engine, metadata: MetaData) -> str:
+    """A hash of the DDL the metadata compiles to on this database."""
+    ddl = "\n".join(
+        str(CreateTable(table).compile(dialect=engine.dialect)) for table in metadata.sorted_tables
+    )
+    return hashlib.sha256(ddl.encode()).hexdigest()
+
+
+def prepare_schema(engine: Engine, metadata: MetaData) -> bool:
+    """Make the tables, unless the database already holds this exact schema; True if rebuilt."""
+    fingerprint = schema_fingerprint(engine, metadata)
+    with engine.begin() as connection:
+        if inspect(connection).has_table(FINGERPRINTS.name):
+            if connection.scalar(select(FINGERPRINTS.c.fingerprint)) == fingerprint:
+                return False
+            FINGERPRINTS.drop(connection)
+        metadata.drop_all(connection)
+        metadata.create_all(connection)
+        FINGERPRINTS.create(connection)
+        connection.execute(FINGERPRINTS.insert().values(fingerprint=fingerprint))
+    return True
+
+
+def empty_tables(engine: Engine, metadata: MetaData) -> None:
+    """After a transactional test: every table empty, identities restarted."""
+    tables = [table.name for table in reversed(metadata.sorted_tables)]
+    if not tables:
+        return
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{name}"' for name in tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            return
+        for name in tables:
+            connection.execute(text(f'DELETE FROM "{name}"'))  # noqa: S608  (our table names)
+        if engine.dialect.name == "sqlite":
+            has_sequences = connection.execute(
+                text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")
+            ).first()
+            if has_sequences:
+                connection.execute(text("DELETE FROM sqlite_sequence"))
