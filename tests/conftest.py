@@ -22,19 +22,19 @@ os.environ.update(
     BROKER_URL="",
 )
 
-from collections.abc import Callable, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
-import respx  # noqa: E402
-from pytest_fastapi_db.blocker import DatabaseBlocker  # noqa: E402
-from pytest_fastapi_db.databases import fresh_postgres_database  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+import pytest
+import respx
+from pytest_fastapi_db.blocker import DatabaseBlocker
+from pytest_fastapi_db.databases import fresh_postgres_database
+from sqlalchemy.engine import make_url
 
-from app.models import User  # noqa: E402
-from app.settings import get_settings  # noqa: E402
-from tests.factories import PASSWORD  # noqa: E402
+from app.models import User
+from app.settings import get_settings
+from tests.factories import PASSWORD
 
 __all__ = ["PASSWORD"]
 

@@ -3,6 +3,7 @@ from datetime import timedelta
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from pytest_fastapi_db.identity import TokenFactory
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -10,7 +11,6 @@ from app import auth
 from app.auth import create_access_token
 from app.models import User
 from app.settings import get_settings
-from pytest_fastapi_db.identity import TokenFactory
 from tests.conftest import PASSWORD, UserFactory, raw_json
 
 NEW_USER = {"email": "New.Person@Example.com", "username": "newbie", "password": PASSWORD}
