@@ -16,6 +16,7 @@ INI_OPTIONS = {
     "fastapi_token_factory": "the app's token function: f(data={'sub': …}, expires_delta=…)",
     "fastapi_user_factory": "a callable (session, **fields) -> user adding a user to the session",
     "fastapi_token_subject": "the user attribute a token names (email)",
+    "fastapi_allowed_hosts": "hosts tests may connect to besides loopback and the test database",
 }
 DEFAULTS = {
     "fastapi_db_url_env": "TEST_DATABASE_URL",

@@ -8,7 +8,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from pytest_fastapi_db.blocker import HOW_TO_ASK, DatabaseBlocker
+from pytest_fastapi_db.commits import CommitLog, capturing
 from pytest_fastapi_db.config import DEFAULT_TEST_DATABASE_URL, KitConfig, add_ini_options
 from pytest_fastapi_db.databases import (
     NotATestDatabase,
@@ -27,6 +28,8 @@ from pytest_fastapi_db.databases import (
     worker_url,
 )
 from pytest_fastapi_db.identity import TokenFactory
+from pytest_fastapi_db.live_server import LiveServer, serving
+from pytest_fastapi_db.network import only_allowed_hosts
 from pytest_fastapi_db.queries import QueryLog, assert_queries
 
 BLOCKER = pytest.StashKey[DatabaseBlocker]()
@@ -79,10 +82,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def _group(item: pytest.Item) -> int:
     marker = item.get_closest_marker(MARKER)
-    if marker is not None and marker.kwargs.get("transaction"):
-        return TRANSACTIONAL
     fixtures = set(getattr(item, "fixturenames", ()))
-    if marker is not None or fixtures & {"db_session", "transactional_db_session"}:
+    if (marker is not None and marker.kwargs.get("transaction")) or "live_server" in fixtures:
+        return TRANSACTIONAL
+    if marker is not None or "db_session" in fixtures:
         return ROLLBACK
     return NO_DATABASE
 
@@ -128,6 +131,45 @@ def db_engine(
     engine.dispose()
 
 
+class SessionHolder:
+    """The session the app's db dependency hands out now (a savepoint may swap it)."""
+
+    session: Session
+
+
+@pytest.fixture
+def current_session(db_session: Session) -> SessionHolder:
+    holder = SessionHolder()
+    holder.session = db_session
+    return holder
+
+
+@pytest.fixture
+def savepoint(
+    db_session: Session, current_session: SessionHolder
+) -> Callable[[], AbstractContextManager[Session]]:
+    """`with savepoint() as session:` runs one example (Hypothesis, schemathesis) in a SAVEPOINT
+    of its own, rolled back at the end; the app's session is that example's meanwhile."""
+
+    @contextmanager
+    def example() -> Iterator[Session]:
+        connection = db_session.connection()
+        nested = connection.begin_nested()
+        session = Session(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        current_session.session = session
+        try:
+            yield session
+        finally:
+            current_session.session = db_session
+            session.close()
+            if nested.is_active:
+                nested.rollback()
+
+    return example
+
+
 @pytest.fixture
 def db_session(
     request: pytest.FixtureRequest, db_engine: Engine, db_blocker: DatabaseBlocker, kit: KitConfig
@@ -136,7 +178,8 @@ def db_session(
     app's `commit()` releases a SAVEPOINT); with `@pytest.mark.db(transaction=True)`, real
     commits and emptied tables afterwards."""
     marker = request.node.get_closest_marker(MARKER)
-    if marker is not None and marker.kwargs.get("transaction"):
+    transactional = marker is not None and marker.kwargs.get("transaction")
+    if transactional or "live_server" in request.fixturenames:
         yield from _transactional_session(db_engine, db_blocker, kit)
     else:
         yield from _rollback_session(db_engine, db_blocker)
@@ -183,6 +226,20 @@ def _transactional_session(
 
 
 @pytest.fixture(autouse=True)
+def _network_access(pytestconfig: pytest.Config) -> Iterator[None]:
+    """Sockets only to loopback, the test database's host and `fastapi_allowed_hosts`."""
+    if not _active(pytestconfig):
+        yield
+        return
+    hosts = set(pytestconfig.getini("fastapi_allowed_hosts").split())
+    database_host = make_url(_test_database_url(pytestconfig)).host
+    if database_host:
+        hosts.add(database_host)
+    with only_allowed_hosts(frozenset(hosts)):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _database_access(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[None]:
     """Give marked tests their database; fail tests that reached one without asking."""
     if not _active(pytestconfig):
@@ -195,6 +252,14 @@ def _database_access(request: pytest.FixtureRequest, pytestconfig: pytest.Config
     yield
     if blocker.blocked_attempts:
         pytest.fail(f"pytest-fastapi-db: the test tried to use the database: {HOW_TO_ASK}")
+
+
+@pytest.fixture
+def capture_after_commit(
+    current_session: SessionHolder,
+) -> Callable[[], AbstractContextManager[CommitLog]]:
+    """`with capture_after_commit() as commits:` records what each commit in the block wrote."""
+    return lambda: capturing(current_session.session)
 
 
 # -- query counting -------------------------------------------------------------------------
@@ -222,12 +287,14 @@ def fastapi_app(kit: KitConfig) -> Any:
 
 
 @pytest.fixture
-def app_with_test_session(fastapi_app: Any, db_session: Session, kit: KitConfig) -> Iterator[Any]:
+def app_with_test_session(
+    fastapi_app: Any, current_session: SessionHolder, kit: KitConfig
+) -> Iterator[Any]:
     """The app, its db dependency overridden by the test's session (that key only)."""
     dependency = kit.load("fastapi_db_dependency")
 
     def test_session() -> Iterator[Session]:
-        yield db_session
+        yield current_session.session
 
     fastapi_app.dependency_overrides[dependency] = test_session
     yield fastapi_app
@@ -256,6 +323,28 @@ if importlib.util.find_spec("pytest_asyncio") is not None:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as ac:
                 yield ac
+
+
+@pytest.fixture
+def live_server(
+    fastapi_app: Any, db_engine: Engine, db_blocker: DatabaseBlocker, kit: KitConfig
+) -> Iterator[LiveServer]:
+    """The app on a real port. Its requests commit for real (each gets a session of its own on
+    the test database, as in production), and the tables are emptied afterwards."""
+    dependency = kit.load("fastapi_db_dependency")
+
+    def request_session() -> Iterator[Session]:
+        with Session(bind=db_engine, expire_on_commit=False) as session:
+            yield session
+
+    fastapi_app.dependency_overrides[dependency] = request_session
+    try:
+        with db_blocker.unblocked(), serving(fastapi_app) as server:
+            yield server
+    finally:
+        fastapi_app.dependency_overrides.pop(dependency, None)
+        with db_blocker.unblocked():
+            empty_tables(db_engine, kit.metadata)
 
 
 @pytest.fixture(autouse=True)
