@@ -5,7 +5,7 @@ SQLAlchemy still fires `after_commit` for it: that is the moment a request's aft
 (publishing events, sending mail) happens, and what this records.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,8 +48,14 @@ def capturing(session: Session) -> Iterator[CommitLog]:
         nonlocal pending
         pending = Commit()
 
-    hooks = {"after_flush": after_flush, "after_commit": after_commit}
-    hooks["after_soft_rollback"] = lambda s, _previous: after_rollback(s)
+    def after_soft_rollback(rolled_back: Session, _previous: Any) -> None:
+        after_rollback(rolled_back)
+
+    hooks: dict[str, Callable[..., None]] = {
+        "after_flush": after_flush,
+        "after_commit": after_commit,
+        "after_soft_rollback": after_soft_rollback,
+    }
     for name, hook in hooks.items():
         event.listen(session, name, hook)
     try:

@@ -54,8 +54,8 @@ def only_allowed_hosts(allowed_hosts: frozenset[str]) -> Iterator[None]:
         check(sock, address)
         return real_connect_ex(sock, address)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
