@@ -1,7 +1,7 @@
 """Guarantee 1 and 2: a rolled-back transaction per test; real commits when asked for."""
 
 import pytest
-from kit_project import run  # type: ignore[import-not-found]
+from kit_project import INI, run  # type: ignore[import-not-found]
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from pytest_fastapi_db.databases import build_test_engine
 from sqlalchemy import Column, Integer, MetaData, Table, create_engine, func, select
@@ -111,3 +111,25 @@ def test_on_sqlite_the_kit_installs_the_savepoint_fix(db_blocker: DatabaseBlocke
     with db_blocker.unblocked():
         assert _leaks(fixed) == 0
         assert _leaks(stock) == 1, "the stock driver mode leaks: the fix is what prevents it"
+
+
+def test_async_sessions_roll_back_too(project: pytest.Pytester) -> None:
+    project.makeini(INI + "asyncio_default_test_loop_scope = session\n")
+    project.makepyfile(
+        test_async_rollback="""
+        import pytest
+        from sqlalchemy import func, select
+        from kitapp import Item
+
+        @pytest.mark.asyncio
+        async def test_commits(async_db_session):
+            async_db_session.add(Item(name="async"))
+            await async_db_session.commit()
+            assert await async_db_session.scalar(select(func.count(Item.id))) == 1
+
+        @pytest.mark.asyncio
+        async def test_starts_clean(async_db_session):
+            assert await async_db_session.scalar(select(func.count(Item.id))) == 0
+        """
+    )
+    run(project).assert_outcomes(passed=2)

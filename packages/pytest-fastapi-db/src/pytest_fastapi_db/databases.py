@@ -4,10 +4,12 @@ one PostgreSQL database per xdist worker, and emptying tables after transactiona
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Column,
+    Connection,
+    Dialect,
     Engine,
     MetaData,
     String,
@@ -21,6 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 class NotATestDatabase(RuntimeError):
@@ -49,15 +54,34 @@ def is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def build_test_engine(url: URL) -> Engine:
-    """An engine for tests; on SQLite with the SAVEPOINT fix, in memory shared across threads."""
+def _engine_options(url: URL) -> dict[str, Any]:
     if not is_sqlite(url):
-        return create_engine(url)
+        return {}
     options: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
     if url.database in (None, "", ":memory:"):
-        options["poolclass"] = StaticPool
-    engine = create_engine(url, **options)
-    install_sqlite_savepoint_fix(engine)
+        options["poolclass"] = StaticPool  # one in-memory database, shared across threads
+    return options
+
+
+def build_test_engine(url: URL) -> Engine:
+    """An engine for tests; on SQLite with the SAVEPOINT fix."""
+    engine = create_engine(url, **_engine_options(url))
+    if is_sqlite(url):
+        install_sqlite_savepoint_fix(engine)
+    return engine
+
+
+ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
+
+
+def build_async_test_engine(url: URL) -> "AsyncEngine":
+    """The async twin of `build_test_engine` (aiosqlite, or psycopg's async mode)."""
+    from sqlalchemy.ext.asyncio import create_async_engine  # needs greenlet: the async extra
+
+    async_url = url.set(drivername=ASYNC_DRIVERS.get(url.get_backend_name(), url.drivername))
+    engine = create_async_engine(async_url, **_engine_options(url))
+    if is_sqlite(url):
+        install_sqlite_savepoint_fix(engine.sync_engine)
     return engine
 
 
@@ -116,26 +140,28 @@ def worker_url(url: URL, worker_id: str) -> URL:
 FINGERPRINTS = Table("pytest_fastapi_db_schema", MetaData(), Column("fingerprint", String(64)))
 
 
-def schema_fingerprint(engine: Engine, metadata: MetaData) -> str:
+def schema_fingerprint(dialect: Dialect, metadata: MetaData) -> str:
     """A hash of the DDL the metadata compiles to on this database."""
     ddl = "\n".join(
-        str(CreateTable(table).compile(dialect=engine.dialect)) for table in metadata.sorted_tables
+        str(CreateTable(table).compile(dialect=dialect)) for table in metadata.sorted_tables
     )
     return hashlib.sha256(ddl.encode()).hexdigest()
 
 
-def prepare_schema(engine: Engine, metadata: MetaData) -> bool:
-    """Make the tables, unless the database already holds this exact schema; True if rebuilt."""
-    fingerprint = schema_fingerprint(engine, metadata)
-    with engine.begin() as connection:
-        if inspect(connection).has_table(FINGERPRINTS.name):
-            if connection.scalar(select(FINGERPRINTS.c.fingerprint)) == fingerprint:
-                return False
-            FINGERPRINTS.drop(connection)
-        metadata.drop_all(connection)
-        metadata.create_all(connection)
-        FINGERPRINTS.create(connection)
-        connection.execute(FINGERPRINTS.insert().values(fingerprint=fingerprint))
+def prepare_schema(connection: Connection, metadata: MetaData) -> bool:
+    """Make the tables, unless the database already holds this exact schema; True if rebuilt.
+
+    Call it inside a transaction (`engine.begin()`, or `run_sync` on an async one).
+    """
+    fingerprint = schema_fingerprint(connection.dialect, metadata)
+    if inspect(connection).has_table(FINGERPRINTS.name):
+        if connection.scalar(select(FINGERPRINTS.c.fingerprint)) == fingerprint:
+            return False
+        FINGERPRINTS.drop(connection)
+    metadata.drop_all(connection)
+    metadata.create_all(connection)
+    FINGERPRINTS.create(connection)
+    connection.execute(FINGERPRINTS.insert().values(fingerprint=fingerprint))
     return True
 
 

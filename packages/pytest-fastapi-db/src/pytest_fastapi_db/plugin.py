@@ -22,6 +22,7 @@ from pytest_fastapi_db.config import DEFAULT_TEST_DATABASE_URL, KitConfig, add_i
 from pytest_fastapi_db.databases import (
     NotATestDatabase,
     assert_test_database,
+    build_async_test_engine,
     build_test_engine,
     empty_tables,
     prepare_schema,
@@ -85,7 +86,7 @@ def _group(item: pytest.Item) -> int:
     fixtures = set(getattr(item, "fixturenames", ()))
     if (marker is not None and marker.kwargs.get("transaction")) or "live_server" in fixtures:
         return TRANSACTIONAL
-    if marker is not None or "db_session" in fixtures:
+    if marker is not None or fixtures & {"db_session", "async_db_session"}:
         return ROLLBACK
     return NO_DATABASE
 
@@ -126,7 +127,8 @@ def db_engine(
             worker_url(make_url(_test_database_url(request.config)), worker_id)
         )
         db_blocker.kit_pools.add(id(engine.pool))
-        prepare_schema(engine, kit.metadata)
+        with engine.begin() as connection:
+            prepare_schema(connection, kit.metadata)
     yield engine
     engine.dispose()
 
@@ -200,6 +202,10 @@ def _rollback_session(engine: Engine, blocker: DatabaseBlocker) -> Iterator[Sess
         intact = outer.is_active
         if intact:
             outer.rollback()
+    _check_teardown(intact, blocker)
+
+
+def _check_teardown(intact: bool, blocker: DatabaseBlocker) -> None:
     if not intact:
         pytest.fail(
             "pytest-fastapi-db: the test's outer transaction ended before teardown (something "
@@ -309,9 +315,49 @@ def client(app_with_test_session: Any) -> Iterator[Any]:
         yield test_client
 
 
-if importlib.util.find_spec("pytest_asyncio") is not None:
-    # Async fixtures need pytest-asyncio; everything else works without it.
+if all(importlib.util.find_spec(name) for name in ("pytest_asyncio", "greenlet")):
+    # Async fixtures need the `async` extra; everything else works without it.
     import pytest_asyncio
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+    @pytest_asyncio.fixture(scope="session", loop_scope="session")
+    async def async_db_engine(
+        request: pytest.FixtureRequest, kit: KitConfig, db_blocker: DatabaseBlocker
+    ) -> AsyncIterator[AsyncEngine]:
+        """The async engine, on the session's event loop like every async fixture and test."""
+        worker_id = getattr(request.config, "workerinput", {}).get("workerid", "master")
+        url = make_url(_test_database_url(request.config))
+        with db_blocker.unblocked():
+            engine = build_async_test_engine(worker_url(url, worker_id))
+            db_blocker.kit_pools.add(id(engine.sync_engine.pool))
+            async with engine.begin() as connection:
+                await connection.run_sync(prepare_schema, kit.metadata)
+        yield engine
+        await engine.dispose()
+
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def async_db_session(
+        async_db_engine: AsyncEngine, db_blocker: DatabaseBlocker
+    ) -> AsyncIterator[AsyncSession]:
+        """`db_session` for async code: an AsyncSession in a transaction rolled back at the end."""
+        with db_blocker.unblocked():
+            async with async_db_engine.connect() as connection:
+                outer = await connection.begin()
+                session = AsyncSession(
+                    bind=connection,
+                    join_transaction_mode="create_savepoint",
+                    expire_on_commit=False,
+                )
+                db_blocker.start_watching()
+                try:
+                    yield session
+                finally:
+                    db_blocker.stop_watching()
+                    await session.close()
+                intact = outer.is_active
+                if intact:
+                    await outer.rollback()
+        _check_teardown(intact, db_blocker)
 
     @pytest_asyncio.fixture
     async def async_client(app_with_test_session: Any) -> AsyncIterator[Any]:
