@@ -17,6 +17,7 @@ INI_OPTIONS = {
     "fastapi_user_factory": "a callable (session, **fields) -> user adding a user to the session",
     "fastapi_token_subject": "the user attribute a token names (email)",
     "fastapi_allowed_hosts": "hosts tests may connect to besides loopback and the test database",
+    "fastapi_db_alembic": "build the schema from migrations: a callable () -> alembic Config",
 }
 DEFAULTS = {
     "fastapi_db_url_env": "TEST_DATABASE_URL",
@@ -55,6 +56,12 @@ class KitConfig:
 
     def load(self, name: str) -> Any:
         return import_object(self.option(name), name)
+
+    def alembic_config(self) -> Any:
+        """The Alembic config to build the schema with, or None to build it from the metadata."""
+        if not self.option("fastapi_db_alembic"):
+            return None
+        return self.load("fastapi_db_alembic")()
 
     @property
     def metadata(self) -> MetaData:

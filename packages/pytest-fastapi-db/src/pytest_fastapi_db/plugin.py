@@ -128,7 +128,7 @@ def db_engine(
         )
         db_blocker.kit_pools.add(id(engine.pool))
         with engine.begin() as connection:
-            prepare_schema(connection, kit.metadata)
+            prepare_schema(connection, kit.metadata, kit.alembic_config())
     yield engine
     engine.dispose()
 
@@ -331,7 +331,7 @@ if all(importlib.util.find_spec(name) for name in ("pytest_asyncio", "greenlet")
             engine = build_async_test_engine(worker_url(url, worker_id))
             db_blocker.kit_pools.add(id(engine.sync_engine.pool))
             async with engine.begin() as connection:
-                await connection.run_sync(prepare_schema, kit.metadata)
+                await connection.run_sync(prepare_schema, kit.metadata, kit.alembic_config())
         yield engine
         await engine.dispose()
 

@@ -1,0 +1,94 @@
+"""Guarantee 6: the test schema is built once, reused while its fingerprint matches, rebuilt
+when the models or the migrations change."""
+
+from pathlib import Path
+
+import pytest
+from kit_project import INI, run  # type: ignore[import-not-found]
+from pytest_fastapi_db.blocker import DatabaseBlocker
+from pytest_fastapi_db.databases import prepare_schema
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, inspect
+
+
+def _metadata(*extra_columns: Column) -> MetaData:  # type: ignore[type-arg]
+    metadata = MetaData()
+    Table("things", metadata, Column("id", Integer, primary_key=True), *extra_columns)
+    return metadata
+
+
+def test_reused_while_the_fingerprint_matches(tmp_path: Path, db_blocker: DatabaseBlocker) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path}/schema.db")
+    with db_blocker.unblocked():
+        with engine.begin() as connection:
+            assert prepare_schema(connection, _metadata()) is True
+        with engine.begin() as connection:
+            assert prepare_schema(connection, _metadata()) is False
+        changed = _metadata(Column("name", String(10)))
+        with engine.begin() as connection:
+            assert prepare_schema(connection, changed) is True
+            columns = {c["name"] for c in inspect(connection).get_columns("things")}
+        assert columns == {"id", "name"}
+    engine.dispose()
+
+
+MIGRATION_ENV = """
+from alembic import context
+
+config = context.config
+context.configure(connection=config.attributes["connection"], target_metadata=None)
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+FIRST_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade():
+    op.create_table(
+        "users",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("email", sa.String(100), unique=True),
+    )
+    op.create_table(
+        "items",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.String(100)),
+        sa.Column("made_by_migration", sa.Integer, server_default="1"),
+    )
+"""
+
+ALEMBIC_FACTORY = """
+from pathlib import Path
+
+from alembic.config import Config
+
+
+def alembic_config():
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    return config
+"""
+
+
+def test_the_schema_can_come_from_the_migrations(project: pytest.Pytester) -> None:
+    migrations = project.mkdir("migrations")
+    (migrations / "env.py").write_text(MIGRATION_ENV)
+    (migrations / "versions").mkdir()
+    (migrations / "versions" / "0001_first.py").write_text(FIRST_REVISION)
+    project.makepyfile(kitmigrations=ALEMBIC_FACTORY)
+    project.makeini(INI + "fastapi_db_alembic = kitmigrations:alembic_config\n")
+    project.makepyfile(
+        test_migrated="""
+        from sqlalchemy import inspect
+
+        def test_tables_come_from_the_migrations(db_session):
+            columns = {c["name"] for c in inspect(db_session.connection()).get_columns("items")}
+            assert "made_by_migration" in columns
+        """
+    )
+    run(project).assert_outcomes(passed=1)
