@@ -129,3 +129,13 @@ def test_the_client_reports_a_404_distinctly(external_api: respx.MockRouter) -> 
     external_api.get("/resources/3").respond(404)
     with pytest.raises(ExternalNotFound):
         anyio.run(ExternalClient().fetch_data, 3)
+
+
+@pytest.mark.parametrize("resource_id", ["0", "-3", str(2**31), str(2**63)])
+def test_impossible_ids_are_404_without_asking_the_service(
+    client: TestClient, auth_headers: dict, external_api: respx.MockRouter, resource_id: str
+) -> None:
+    route = external_api.get(path__regex=r"^/resources/").respond(json=SUCCESS)
+    response = client.get(f"/api/v1/resources/{resource_id}/external-data", headers=auth_headers)
+    assert response.status_code == 404
+    assert not route.called

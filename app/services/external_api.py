@@ -8,6 +8,7 @@ import anyio
 import httpx
 
 from app.errors import NotFound, ServiceUnavailable
+from app.models import MAX_ID
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ class ExternalClient:
 
 async def fetch_external_data(client: Any, resource_id: int) -> Any:
     """The `data` of a successful reply; a 404 stays a 404, any other failure becomes a 503."""
+    if not 1 <= resource_id <= MAX_ID:  # no such resource can exist: do not ask upstream
+        raise NotFound("Resource not found")
     try:
         reply = client.fetch_data(resource_id)
         if inspect.isawaitable(reply):  # the real client is async; test doubles may not be

@@ -135,3 +135,29 @@ def test_without_configuration_the_plugin_stays_out_of_the_way(pytester: pytest.
         """
     )
     run(pytester).assert_outcomes(passed=1)
+
+
+def test_the_app_sees_the_test_database_before_any_conftest_runs(
+    project: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db')}/suite.db"
+    monkeypatch.setenv("TEST_DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://app@db.internal/production")
+    project.makeconftest(
+        f"""
+        import os
+
+        SEEN_AT_IMPORT = os.environ["DATABASE_URL"]
+
+        def test_conftest_saw_the_test_database():
+            assert SEEN_AT_IMPORT == {url!r}
+        """
+    )
+    project.makepyfile(
+        test_env="""
+        from conftest import test_conftest_saw_the_test_database as test_seen
+        """
+    )
+    run(project).assert_outcomes(passed=1)
