@@ -46,3 +46,27 @@ def test_threads_must_outnumber_connections() -> None:
     with pytest.raises(ValidationError, match="THREAD_POOL_SIZE must exceed"):
         Settings(db_pool_size=10, db_max_overflow=10, thread_pool_size=20)
     assert Settings(db_pool_size=10, db_max_overflow=10, thread_pool_size=21).thread_pool_size
+
+
+def test_cors_origins_are_allowed_from_a_browser() -> None:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    app = create_app(Settings(environment="test", cors_origins=["https://ui.example"]))
+    with TestClient(app) as client:
+        preflight = client.options(
+            "/api/v1/resources",
+            headers={
+                "Origin": "https://ui.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        other = client.get("/health", headers={"Origin": "https://evil.example"})
+        listed = client.get("/health", headers={"Origin": "https://ui.example"})
+
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
+    assert "access-control-allow-origin" not in other.headers
+    assert "X-Total-Count" in listed.headers["access-control-expose-headers"]
