@@ -1,3 +1,4 @@
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -209,3 +210,23 @@ def test_browsers_authenticate_with_the_bearer_subprotocol(
         assert websocket.receive_json()["type"] == "subscribed"
         created = create(client, auth_headers, "Seen from a browser")
         assert websocket.receive_json()["data"] == created
+
+
+def test_fan_out_over_real_sockets(live_server: Any, user: User, tokens: Any) -> None:
+    """Black-box, through the kit's live server: a real WebSocket hears a real HTTP write."""
+    import httpx
+    from websockets.sync.client import connect
+
+    headers = tokens.headers(user)
+    with connect(f"{live_server.ws_url}/ws/updates", additional_headers=headers) as websocket:
+        websocket.send(json.dumps(SUBSCRIBE))
+        assert json.loads(websocket.recv(timeout=5))["type"] == "subscribed"
+
+        created = httpx.post(f"{live_server}{URL}", json={"name": "Live"}, headers=headers)
+
+        assert created.status_code == 201
+        assert json.loads(websocket.recv(timeout=5)) == {
+            "type": "resource.created",
+            "channel": "updates",
+            "data": created.json(),
+        }
