@@ -11,7 +11,7 @@ from app.api.live_updates import LiveConnections
 from app.api.routes import external, health, resources, summary, updates, users
 from app.database import ConnectionGate
 from app.errors import install_error_handlers
-from app.events.broker import build_broker
+from app.events.broker import EventBroker, build_broker
 from app.graceful import chain_before_exit
 from app.middleware import BodySizeLimit
 from app.services.external_api import build_http_client
@@ -32,14 +32,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     restore_signals = chain_before_exit(
         lambda: live.close_all(status.WS_1001_GOING_AWAY, "Server shutting down")
     )
-    await app.state.broker.start()
+    # Stop what this lifespan started, whatever app.state holds by then: one app object may
+    # serve several servers in turn (test clients, a live server), each with its own loop.
+    broker: EventBroker = app.state.broker
+    await broker.start()
     async with build_http_client(settings) as http_client:
         app.state.http_client = http_client
         try:
             yield
         finally:
             restore_signals()
-            await app.state.broker.stop()
+            await broker.stop()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
