@@ -26,14 +26,20 @@ PASSWORD_MAX_LENGTH = 128
 BULK_MAX_ITEMS = 1000
 
 
-def _storable_text(value: str) -> str:
-    """Reject what a database cannot keep: NUL (PostgreSQL) and lone surrogates (not UTF-8)."""
+def storable_text_problem(value: str) -> str | None:
+    """Why a database could not keep `value` (NUL for PostgreSQL, lone surrogates for UTF-8)."""
     if "\x00" in value:
-        raise ValueError("Text must not contain NUL characters")
+        return "Text must not contain NUL characters"
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("Text must be valid Unicode (no lone surrogates)") from None
+        return "Text must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def _storable_text(value: str) -> str:
+    if problem := storable_text_problem(value):
+        raise ValueError(problem)
     return value
 
 

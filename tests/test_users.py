@@ -119,6 +119,30 @@ def test_wrong_password_and_unknown_user_look_the_same(
     assert all(hashed.startswith("$argon2id$") for hashed in verified)
 
 
+@pytest.mark.parametrize(
+    "form",
+    [
+        b"username=%00&password=0",
+        b"username=owner&password=%ED%A0%80xxxxxxxxxxxxxxx",  # a lone surrogate, as UTF-8 bytes
+        b"username=own%00er&password=correct+horse+battery+staple",
+    ],
+)
+def test_unstorable_credentials_are_just_wrong_credentials(
+    client: TestClient, user: User, form: bytes
+) -> None:
+    """Found by the schemathesis run on PostgreSQL: a NUL in the login form was a 500."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    response = client.post("/api/v1/auth/token", content=form, headers=headers)
+    assert response.status_code in (401, 422)
+    assert response.json()["detail"]
+
+
+def test_a_token_naming_an_unstorable_subject_is_refused(client: TestClient) -> None:
+    token = create_access_token(data={"sub": "nul\x00@example.com"})
+    response = client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
 def test_inactive_user_and_passwordless_user_cannot_log_in(
     client: TestClient, make_user: UserFactory
 ) -> None:
