@@ -23,7 +23,10 @@ SLOW_SECONDS = 1.5
 class SlowExternalService(BaseHTTPRequestHandler):
     """A stand-in for the external service on loopback that takes its time to answer."""
 
+    asked = threading.Event()
+
     def do_GET(self) -> None:
+        self.asked.set()
         time.sleep(SLOW_SECONDS)
         body = json.dumps({"status": "success", "data": {"slow": True}}).encode()
         self.send_response(200)
@@ -73,8 +76,10 @@ def test_in_flight_requests_finish(env: dict[str, str]) -> None:
         headers = register_and_log_in(server.url, "patient")
         url = f"{server.url}/api/v1/resources/5/external-data"
         with ThreadPoolExecutor(1) as pool:
+            SlowExternalService.asked.clear()
             in_flight = pool.submit(httpx.get, url, headers=headers, timeout=30)
-            time.sleep(SLOW_SECONDS / 3)  # the request is now waiting on the slow service
+            # Once the service is asked, the request is in flight inside the server.
+            assert SlowExternalService.asked.wait(timeout=10)
 
             os.kill(server.pid, signal.SIGTERM)
             response = in_flight.result(timeout=30)
