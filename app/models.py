@@ -19,6 +19,11 @@ EMAIL_MAX_LENGTH = 320
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
 
+def id_can_exist(row_id: int) -> bool:
+    """Whether a row could have this id (any other is missing, and may not fit the column)."""
+    return 1 <= row_id <= MAX_ID
+
+
 def _same_as_created_at(context: DefaultExecutionContext) -> datetime:
     created_at: datetime = context.get_current_parameters()["created_at"]  # type: ignore[no-untyped-call]
     return created_at

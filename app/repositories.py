@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import MAX_ID, Resource, User
+from app.models import Resource, User, id_can_exist
 
 
 class UserRepository:
@@ -40,7 +40,7 @@ class ResourceRepository:
         self.session = session
 
     def get(self, resource_id: int) -> Resource | None:
-        if not 1 <= resource_id <= MAX_ID:  # cannot exist, and may not even fit the column
+        if not id_can_exist(resource_id):
             return None
         return self.session.get(Resource, resource_id)
 

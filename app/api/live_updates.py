@@ -27,9 +27,6 @@ class LiveConnections:
     def __init__(self) -> None:
         self._open: set[LiveUpdates] = set()
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     async def serve(self, websocket: WebSocket, broker: EventBroker) -> None:
         connection = LiveUpdates(websocket, broker)
         self._open.add(connection)

@@ -8,7 +8,7 @@ import anyio
 import httpx
 
 from app.errors import NotFound, ServiceUnavailable
-from app.models import MAX_ID
+from app.models import id_can_exist
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class ExternalClient:
 
 async def fetch_external_data(client: Any, resource_id: int) -> Any:
     """The `data` of a successful reply; a 404 stays a 404, any other failure becomes a 503."""
-    if not 1 <= resource_id <= MAX_ID:  # no such resource can exist: do not ask upstream
+    if not id_can_exist(resource_id):  # do not ask upstream about what cannot exist
         raise NotFound("Resource not found")
     try:
         reply = client.fetch_data(resource_id)

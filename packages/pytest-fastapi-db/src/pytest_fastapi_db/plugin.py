@@ -47,6 +47,12 @@ def _active(config: pytest.Config) -> bool:
     return bool(config.getini("fastapi_db_metadata"))
 
 
+def _worker_id(config: pytest.Config) -> str:
+    """pytest-xdist's worker name (gw0, gw1, …), or "master" without it."""
+    worker_id: str = getattr(config, "workerinput", {}).get("workerid", "master")
+    return worker_id
+
+
 def _test_database_url(config: pytest.Config) -> str:
     return os.environ.get(config.getini("fastapi_db_url_env")) or DEFAULT_TEST_DATABASE_URL
 
@@ -121,7 +127,7 @@ def db_engine(
     request: pytest.FixtureRequest, kit: KitConfig, db_blocker: DatabaseBlocker
 ) -> Iterator[Engine]:
     """One engine per test process, its tables made once from the metadata."""
-    worker_id = getattr(request.config, "workerinput", {}).get("workerid", "master")
+    worker_id = _worker_id(request.config)
     with db_blocker.unblocked():
         engine = build_test_engine(
             worker_url(make_url(_test_database_url(request.config)), worker_id)
@@ -325,7 +331,7 @@ if all(importlib.util.find_spec(name) for name in ("pytest_asyncio", "greenlet")
         request: pytest.FixtureRequest, kit: KitConfig, db_blocker: DatabaseBlocker
     ) -> AsyncIterator[AsyncEngine]:
         """The async engine, on the session's event loop like every async fixture and test."""
-        worker_id = getattr(request.config, "workerinput", {}).get("workerid", "master")
+        worker_id = _worker_id(request.config)
         url = make_url(_test_database_url(request.config))
         with db_blocker.unblocked():
             engine = build_async_test_engine(worker_url(url, worker_id))
