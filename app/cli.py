@@ -14,13 +14,15 @@ from app.settings import get_settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.server import uvicorn_options
+
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
-        proxy_headers=True,
         log_level=args.log_level,
+        **uvicorn_options(get_settings()),
     )
     return 0
 

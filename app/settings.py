@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     external_api_url: str = "http://127.0.0.1:8001"
     external_api_key: str = ""
     external_api_timeout: float = Field(default=5.0, gt=0)
+    external_api_max_reply_bytes: int = Field(default=1024 * 1024, ge=1)
     cors_origins: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Connections: at most pool size + overflow requests hold a session at once; the rest wait
@@ -43,10 +44,42 @@ class Settings(BaseSettings):
     # Argon2id cost (RFC 9106's second recommended option by default); tests lower it for speed.
     password_hash_time_cost: int = Field(default=3, ge=1)
     password_hash_memory_kib: int = Field(default=65536, ge=32)
+    # Hashes running at once; the rest wait on the event loop, holding no connection. 0: cores.
+    password_hash_concurrency: int = Field(default=0, ge=0)
 
-    @field_validator("cors_origins", mode="before")
+    # The HTTP server (app.server): limits that hold whatever sits in front of it.
+    max_connections: int = Field(default=1000, ge=1)  # per process
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)  # request line + headers
+    header_timeout: float = Field(default=10.0, gt=0)  # to send the request line and headers
+    keep_alive_timeout: int = Field(default=5, ge=1)  # idle between requests
+    shutdown_timeout: int = Field(default=10, ge=1)  # in-flight requests get this long on SIGTERM
+    # Peers whose X-Forwarded-For / -Proto are believed (comma-separated IPs or CIDRs, or *).
+    trusted_proxies: str = ""
+    # Host headers served (comma-separated; `*` any, `.example.com` a domain and its subdomains).
+    allowed_hosts: Annotated[list[str], NoDecode] = ["*"]
+
+    # Rate limits, in the `limits` notation ("20/minute;100/hour"); empty turns one off.
+    rate_limits_enabled: bool = True
+    # Empty: in process, or in the broker's Redis when BROKER_URL is set (shared by workers).
+    rate_limit_storage_url: str = ""
+    rate_limit_login_per_address: str = "30/minute;300/hour"
+    # Failed logins per account: each tier exceeded locks the account out for its window, so
+    # the lockout grows (one minute, then fifteen, then an hour, then a day).
+    rate_limit_login_failures_per_account: str = "5/minute;10/15minutes;20/hour;50/day"
+    rate_limit_registrations_per_address: str = "10/hour"
+    rate_limit_writes_per_user: str = "120/minute"
+    rate_limit_reads_per_address: str = "1200/minute"
+
+    # Live updates (/ws/updates).
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    ws_messages_per_second: float = Field(default=20.0, gt=0)  # per connection, bursts of twice
+    ws_connections_per_user: int = Field(default=10, ge=1)
+    # How often an open socket checks that its user still exists and is active.
+    ws_revalidate_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
@@ -73,6 +106,10 @@ class Settings(BaseSettings):
     @property
     def db_connection_capacity(self) -> int:
         return self.db_pool_size + self.db_max_overflow
+
+    @property
+    def hash_concurrency(self) -> int:
+        return self.password_hash_concurrency or os.cpu_count() or 1
 
     @property
     def signing_key(self) -> str:

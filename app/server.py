@@ -1,0 +1,175 @@
+"""The HTTP server: uvicorn on h11, with the limits an internet-facing process needs.
+
+uvicorn's default parser (httptools) caps neither the header block nor the time a client may
+take to send it, so one socket trickling an endless header could freeze the process. h11
+caps the header block; `GuardedH11Protocol` adds what neither gives:
+
+- a deadline for the request head (request line and headers), from the first byte awaited;
+- a cap on open connections per process: at the cap, a new connection evicts the one that
+  has waited longest without sending a request (a slow or idle client), and is refused with
+  a JSON 503 only when every connection is busy with a request;
+- JSON answers for the errors the parser raises itself (every answer is JSON).
+
+The idle keep-alive timeout and the bounded graceful shutdown are uvicorn's own settings.
+"""
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from app.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def raw_json_response(status: int, reason: str, detail: str) -> bytes:
+    """A whole HTTP/1.1 response that closes the connection, for answers before any request."""
+    body = json.dumps({"detail": detail}).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+HEADERS_TOO_LARGE = raw_json_response(
+    431, "Request Header Fields Too Large", "Request header fields too large"
+)
+BAD_REQUEST = raw_json_response(400, "Bad Request", "Invalid HTTP request")
+HEAD_TIMEOUT = raw_json_response(408, "Request Timeout", "Request headers not received in time")
+TOO_MANY_CONNECTIONS = raw_json_response(
+    503, "Service Unavailable", "Too many connections; retry shortly"
+)
+
+
+class CappedConnection(h11.Connection):
+    """h11 caps only a head that arrives in pieces; this caps one that arrives whole too."""
+
+    def __init__(self, max_head_bytes: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
+        self.max_head_bytes = max_head_bytes
+        self.refusal_status = 400  # what the last refused request deserves
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal_status = exc.error_status_hint
+            raise
+        if isinstance(event, h11.Request) and _head_size(event) > self.max_head_bytes:
+            self.refusal_status = 431
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        return event
+
+
+def _head_size(request: h11.Request) -> int:
+    fields = sum(len(name) + len(value) + 4 for name, value in request.headers.raw_items())
+    return len(request.method) + len(request.target) + fields + 14
+
+
+class GuardedH11Protocol(H11Protocol):
+    """h11 with a request-head deadline, a connection cap and JSON parser errors."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read here, not passed in: worker processes rebuild the protocol from its import path.
+        settings = get_settings()
+        self.max_connections = settings.max_connections
+        self.head_timeout = settings.header_timeout
+        self.conn = self._capped_conn = CappedConnection(settings.max_header_bytes)
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._waiting_since = 0.0  # when this connection began waiting for a request
+
+    # -- connection cap -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_waiting()
+        if len(self.connections) > self.max_connections and not self._evict_longest_waiting():
+            logger.warning("refusing a connection: %d open, all busy", len(self.connections) - 1)
+            self._answer_and_close(TOO_MANY_CONNECTIONS)
+
+    def _evict_longest_waiting(self) -> bool:
+        waiting = [
+            connection
+            for connection in self.connections
+            if isinstance(connection, GuardedH11Protocol)
+            and connection is not self
+            and connection.awaiting_request
+        ]
+        if not waiting:
+            return False
+        victim = min(waiting, key=lambda connection: connection._waiting_since)
+        self.connections.discard(victim)  # counted out now, not when the loop gets to it
+        victim.transport.close()
+        return True
+
+    @property
+    def awaiting_request(self) -> bool:
+        return (self.cycle is None or self.cycle.response_complete) and not (
+            self.transport.is_closing()
+        )
+
+    # -- request-head deadline ------------------------------------------------------------
+
+    def _start_waiting(self) -> None:
+        self._waiting_since = self.loop.time()
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def _stop_waiting(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self.awaiting_request and self.conn.their_state is h11.IDLE:
+            self._answer_and_close(HEAD_TIMEOUT)
+
+    def data_received(self, data: bytes) -> None:
+        if self.awaiting_request and self._head_deadline is None:
+            # A kept-alive connection begins its next request: its head gets a deadline too.
+            self._start_waiting()
+        super().data_received(data)
+        if not self.awaiting_request:
+            self._stop_waiting()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._waiting_since = self.loop.time()  # idle from now; the keep-alive timeout runs
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    # -- answers of our own -----------------------------------------------------------------
+
+    def send_400_response(self, msg: str) -> None:
+        """The parser refused the request: a head over the cap is 431, anything else 400."""
+        too_large = self._capped_conn.refusal_status == 431
+        self._answer_and_close(HEADERS_TOO_LARGE if too_large else BAD_REQUEST)
+
+    def _answer_and_close(self, response: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(response)
+            self.transport.close()
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """Everything `uvicorn.run`/`uvicorn.Config` needs besides the app, host, port and workers."""
+    options: dict[str, Any] = {
+        "http": f"{__name__}:GuardedH11Protocol",
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+        "ws_max_size": settings.ws_max_message_bytes,
+        "proxy_headers": bool(settings.trusted_proxies),
+        "server_header": False,
+    }
+    if settings.trusted_proxies:
+        options["forwarded_allow_ips"] = settings.trusted_proxies
+    return options
