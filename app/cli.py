@@ -45,6 +45,7 @@ def _read_password() -> str:
 
 
 def _create_user(args: argparse.Namespace) -> int:
+    from app.auth import hash_password
     from app.database import get_session_factory
     from app.errors import Conflict
     from app.schemas import UserCreate
@@ -60,7 +61,7 @@ def _create_user(args: argparse.Namespace) -> int:
     with get_session_factory()() as session:
         uow = UnitOfWork(session)
         try:
-            user = users.register(uow, data)
+            user = users.register(uow, data, hash_password(data.password))
         except Conflict as exc:
             print(exc.detail, file=sys.stderr)
             return 1

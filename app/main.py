@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, status
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,6 +29,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.connection_gate = ConnectionGate(
         settings.db_connection_capacity, settings.db_pool_timeout
     )
+    app.state.password_hashing = anyio.CapacityLimiter(settings.hash_concurrency)
     live: LiveConnections = app.state.live_connections
     restore_signals = chain_before_exit(
         lambda: live.close_all(status.WS_1001_GOING_AWAY, "Server shutting down")

@@ -1,24 +1,33 @@
 """Dependencies shared by the routers: the session, the unit of work, the caller, the resource."""
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from fastapi import Depends
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
+from app import auth
 from app.database import ConnectionGate, get_db
 from app.events.broker import EventBroker
 from app.models import Resource, User
+from app.schemas import UserCreate
 from app.services import resources, users
 from app.unit_of_work import UnitOfWork
+
+T = TypeVar("T")
 
 
 def connection_gate(connection: HTTPConnection) -> ConnectionGate:
     gate: ConnectionGate = connection.app.state.connection_gate
     return gate
+
+
+Gate = Annotated[ConnectionGate, Depends(connection_gate)]
 
 
 async def connection_slot(connection: HTTPConnection) -> AsyncIterator[None]:
@@ -40,6 +49,39 @@ async def gated_session(
 
 
 DbSession = Annotated[Session, Depends(gated_session)]
+
+
+async def run_with_connection(
+    gate: ConnectionGate, session: Session, work: Callable[..., T], *args: Any
+) -> T:
+    """`work(session, *args)` in a thread, holding a connection slot only meanwhile.
+
+    For requests that spend most of their time without the database (hashing a password,
+    a WebSocket that stays open): the session's transaction ends, giving its connection back,
+    before the slot is released.
+    """
+    async with gate.slot():
+        try:
+            return await run_in_threadpool(work, session, *args)
+        finally:
+            await run_in_threadpool(session.rollback)
+
+
+def password_hashing(connection: HTTPConnection) -> CapacityLimiter:
+    """Admits as many hashes at once as there are cores; the rest wait on the event loop."""
+    limiter: CapacityLimiter = connection.app.state.password_hashing
+    return limiter
+
+
+PasswordHashing = Annotated[CapacityLimiter, Depends(password_hashing)]
+
+
+async def hashed_new_password(data: UserCreate, hashing: PasswordHashing) -> str:
+    """The new account's password hash, made before the request takes a connection."""
+    return await anyio.to_thread.run_sync(auth.hash_password, data.password, limiter=hashing)
+
+
+HashedPassword = Annotated[str, Depends(hashed_new_password)]
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 

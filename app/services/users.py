@@ -1,4 +1,11 @@
-"""Accounts: registration, login and who a token belongs to."""
+"""Accounts: registration, login and who a token belongs to.
+
+Password hashing is slow on purpose, so it never runs while a database connection is held:
+registration is given the hash made beforehand, and a login is looked up first
+(`login_candidate`), its connection given back, and only then checked (`check_password`).
+"""
+
+from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -15,16 +22,13 @@ BAD_TOKEN = "Could not validate credentials"  # noqa: S105  (a message)
 UNUSABLE_PASSWORD = "-"  # noqa: S105  (verified against the dummy hash, for timing only)
 
 
-def register(uow: UnitOfWork, data: UserCreate) -> User:
+def register(uow: UnitOfWork, data: UserCreate, hashed_password: str) -> User:
+    """Add the user; `hashed_password` is `auth.hash_password(data.password)`, made earlier."""
     users = UserRepository(uow.session)
     taken = users.taken(data.email, data.username)
     if taken:
         raise Conflict(f"A user with this {' and '.join(taken)} already exists")
-    user = User(
-        email=data.email,
-        username=data.username,
-        hashed_password=auth.hash_password(data.password),
-    )
+    user = User(email=data.email, username=data.username, hashed_password=hashed_password)
     try:
         # A savepoint, so that losing a race to a concurrent sign-up leaves the session usable.
         with uow.session.begin_nested():
@@ -34,17 +38,36 @@ def register(uow: UnitOfWork, data: UserCreate) -> User:
     return user
 
 
-def authenticate(session: Session, login: str, password: str) -> User:
-    """The active user with these credentials; unknown users cost the same time as known ones."""
-    if storable_text_problem(login) or storable_text_problem(password):
-        # No account can have such a name or password; still spend a verification's time.
-        auth.verify_password(UNUSABLE_PASSWORD, None)
-        raise NotAuthenticated(BAD_CREDENTIALS)
+@dataclass(frozen=True)
+class LoginCandidate:
+    """What a login needs of an account, read before its connection is given back."""
+
+    email: str
+    hashed_password: str | None
+    is_active: bool
+
+
+def login_candidate(session: Session, login: str) -> LoginCandidate | None:
+    """The account `login` (its email or username) names, if it can name one."""
+    if storable_text_problem(login):
+        return None  # no account can have such a name
     user = UserRepository(session).by_login(login.lower() if "@" in login else login)
-    hashed = user.hashed_password if user else None
-    if not auth.verify_password(password, hashed) or user is None or not user.is_active:
+    if user is None:
+        return None
+    return LoginCandidate(user.email, user.hashed_password, user.is_active)
+
+
+def check_password(candidate: LoginCandidate | None, password: str) -> str:
+    """The candidate's email if the password is right and the account active.
+
+    Slow (the hash is verified), and as slow for unknown accounts as for known ones.
+    """
+    usable = not storable_text_problem(password)
+    hashed = candidate.hashed_password if candidate and usable else None
+    verified = auth.verify_password(password if usable else UNUSABLE_PASSWORD, hashed)
+    if not verified or candidate is None or not candidate.is_active:
         raise NotAuthenticated(BAD_CREDENTIALS)
-    return user
+    return candidate.email
 
 
 def from_token(session: Session, token: str | None) -> User:

@@ -1,11 +1,8 @@
-from typing import Annotated
+from fastapi import APIRouter, WebSocket, status
 
-from fastapi import APIRouter, Depends, WebSocket, status
-from fastapi.concurrency import run_in_threadpool
-
-from app.api.deps import Broker, UngatedSession, connection_gate
+from app.api.deps import Broker, Gate, UngatedSession, run_with_connection
 from app.api.live_updates import LiveConnections
-from app.database import ConnectionGate, ConnectionsExhausted
+from app.database import ConnectionsExhausted
 from app.errors import DATABASE_BUSY, NotAuthenticated
 from app.services import users
 
@@ -36,16 +33,12 @@ async def updates(
     websocket: WebSocket,
     session: UngatedSession,
     broker: Broker,
-    gate: Annotated[ConnectionGate, Depends(connection_gate)],
+    gate: Gate,
 ) -> None:
     token, subprotocol = _bearer_token(websocket)
     try:
         # The socket may stay open for hours: it holds a connection only while it logs in.
-        async with gate.slot():
-            try:
-                await run_in_threadpool(users.from_token, session, token)
-            finally:
-                await run_in_threadpool(session.close)
+        await run_with_connection(gate, session, users.from_token, token)
     except NotAuthenticated as exc:
         # Refused before accepting: a client over a real server sees HTTP 403.
         await websocket.close(status.WS_1008_POLICY_VIOLATION, exc.detail)
