@@ -24,11 +24,12 @@ RETRY_AFTER_SECONDS = 1
 
 class DomainError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
-    headers: ClassVar[dict[str, str] | None] = None
+    default_headers: ClassVar[dict[str, str] | None] = None
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = headers if headers is not None else self.default_headers
 
 
 class NotFound(DomainError):
@@ -45,7 +46,11 @@ class Conflict(DomainError):
 
 class NotAuthenticated(DomainError):
     status_code = status.HTTP_401_UNAUTHORIZED
-    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+    default_headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class TooManyRequests(DomainError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
 
 
 class ServiceUnavailable(DomainError):

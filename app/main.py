@@ -15,6 +15,7 @@ from app.errors import install_error_handlers
 from app.events.broker import EventBroker, build_broker
 from app.graceful import chain_before_exit
 from app.middleware import BodySizeLimit
+from app.rate_limits import RateLimits
 from app.services.external_api import build_http_client
 from app.settings import Settings, get_settings
 
@@ -30,6 +31,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.db_connection_capacity, settings.db_pool_timeout
     )
     app.state.password_hashing = anyio.CapacityLimiter(settings.hash_concurrency)
+    app.state.rate_limits = RateLimits.from_settings(settings)
     live: LiveConnections = app.state.live_connections
     restore_signals = chain_before_exit(
         lambda: live.close_all(status.WS_1001_GOING_AWAY, "Server shutting down")

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     rate_limits_enabled: bool = True
     # Empty: in process, or in the broker's Redis when BROKER_URL is set (shared by workers).
     rate_limit_storage_url: str = ""
+    rate_limit_key_prefix: str = "resource-api"  # deployments sharing a Redis need their own
     rate_limit_login_per_address: str = "30/minute;300/hour"
     # Failed logins per account: each tier exceeded locks the account out for its window, so
     # the lockout grows (one minute, then fifteen, then an hour, then a day).

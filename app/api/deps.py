@@ -116,6 +116,17 @@ def current_user(session: DbSession, token: Annotated[str | None, Depends(oauth2
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+async def signed_in(
+    session: UngatedSession, gate: Gate, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> None:
+    """Refuse anonymous callers, holding a connection only for the check: for routes that then
+    wait on something other than the database."""
+    await run_with_connection(gate, session, users.from_token, token)
+
+
+SignedIn = Annotated[None, Depends(signed_in)]
+
+
 def owned_resource(resource_id: int, user: CurrentUser, session: DbSession) -> Resource:
     """The path's resource, loaded once and checked for ownership (404, then 403)."""
     return resources.get_owned(session, resource_id, user)

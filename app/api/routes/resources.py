@@ -4,6 +4,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from app.api.deps import CurrentUser, DbSession, OwnedResource, Work
 from app.api.paging import set_paging_headers
+from app.api.rate_limiting import ReadLimit, WriteLimit
 from app.schemas import BULK_MAX_ITEMS, ResourceCreate, ResourceOut, ResourcePatch
 from app.services import resources
 
@@ -19,6 +20,7 @@ def _out(resource: object) -> ResourceOut:
 
 @router.get("", response_model=list[ResourceOut])
 def list_resources(
+    _limit: ReadLimit,
     request: Request,
     response: Response,
     session: DbSession,
@@ -32,7 +34,12 @@ def list_resources(
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ResourceOut)
 def create_resource(
-    data: ResourceCreate, user: CurrentUser, uow: Work, request: Request, response: Response
+    data: ResourceCreate,
+    user: CurrentUser,
+    _limit: WriteLimit,
+    uow: Work,
+    request: Request,
+    response: Response,
 ) -> ResourceOut:
     created = _out(resources.create(uow, user, data))
     response.headers["Location"] = str(request.url_for("get_resource", resource_id=created.id))
@@ -43,26 +50,31 @@ def create_resource(
 def create_resources(
     items: Annotated[list[ResourceCreate], Body(min_length=1, max_length=BULK_MAX_ITEMS)],
     user: CurrentUser,
+    _limit: WriteLimit,
     uow: Work,
 ) -> list[ResourceOut]:
     return [_out(resource) for resource in resources.create_many(uow, user, items)]
 
 
 @router.get("/{resource_id}", response_model=ResourceOut)
-def get_resource(resource_id: int, session: DbSession) -> ResourceOut:
+def get_resource(_limit: ReadLimit, resource_id: int, session: DbSession) -> ResourceOut:
     return _out(resources.get(session, resource_id))
 
 
 @router.put("/{resource_id}", response_model=ResourceOut)
-def replace_resource(data: ResourceCreate, resource: OwnedResource, uow: Work) -> ResourceOut:
+def replace_resource(
+    data: ResourceCreate, resource: OwnedResource, _limit: WriteLimit, uow: Work
+) -> ResourceOut:
     return _out(resources.replace(uow, resource, data))
 
 
 @router.patch("/{resource_id}", response_model=ResourceOut)
-def patch_resource(data: ResourcePatch, resource: OwnedResource, uow: Work) -> ResourceOut:
+def patch_resource(
+    data: ResourcePatch, resource: OwnedResource, _limit: WriteLimit, uow: Work
+) -> ResourceOut:
     return _out(resources.update(uow, resource, data.changes()))
 
 
 @router.delete("/{resource_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_resource(resource: OwnedResource, uow: Work) -> None:
+def delete_resource(resource: OwnedResource, _limit: WriteLimit, uow: Work) -> None:
     resources.delete(uow, resource)

@@ -2,6 +2,7 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from app.api.deps import Broker, CurrentUser, DbSession
+from app.api.rate_limiting import ReadLimit
 from app.repositories import ResourceRepository
 from app.schemas import AccountSummary
 
@@ -9,7 +10,9 @@ router = APIRouter(tags=["summary"])
 
 
 @router.get("/async-endpoint", response_model=AccountSummary)
-async def account_summary(user: CurrentUser, session: DbSession, broker: Broker) -> AccountSummary:
+async def account_summary(
+    _limit: ReadLimit, user: CurrentUser, session: DbSession, broker: Broker
+) -> AccountSummary:
     """An `async def` route: the blocking count runs in the thread pool, off the event loop."""
     count = await run_in_threadpool(ResourceRepository(session).count, user.id)
     return AccountSummary(

@@ -14,30 +14,44 @@ from app.api.deps import (
     Work,
     run_with_connection,
 )
+from app.api.rate_limiting import Lockout, LoginLimit, ReadLimit, RegistrationLimit
+from app.errors import NotAuthenticated
 from app.schemas import Token, UserCreate, UserOut
 from app.services import users
 
 router = APIRouter(tags=["users"])
 
 
-# The password is hashed (HashedPassword) before the unit of work takes a connection.
+# Dependencies run in order: the rate limit, then the hash, and only then the unit of work
+# takes a connection.
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
-def register(data: UserCreate, hashed: HashedPassword, uow: Work) -> UserOut:
+def register(
+    _limit: RegistrationLimit, data: UserCreate, hashed: HashedPassword, uow: Work
+) -> UserOut:
     return UserOut.model_validate(users.register(uow, data, hashed))
 
 
 @router.post("/auth/token", response_model=Token)
 async def login(
+    _limit: LoginLimit,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: UngatedSession,
     gate: Gate,
     hashing: PasswordHashing,
+    lockout: Lockout,
 ) -> Token:
     """OAuth2 password flow; `username` may be the email or the username."""
     candidate = await run_with_connection(gate, session, users.login_candidate, form.username)
-    email = await anyio.to_thread.run_sync(
-        users.check_password, candidate, form.password, limiter=hashing
-    )
+    account = candidate.email if candidate else form.username.lower()
+    await lockout.ensure_open(account)  # before hashing: a locked account costs nothing
+    try:
+        email = await anyio.to_thread.run_sync(
+            users.check_password, candidate, form.password, limiter=hashing
+        )
+    except NotAuthenticated:
+        await lockout.failed(account)
+        raise
+    await lockout.succeeded(account)
     lifetime = auth.access_token_lifetime()
     return Token(
         access_token=auth.create_access_token({"sub": email}, lifetime),
@@ -46,5 +60,5 @@ async def login(
 
 
 @router.get("/users/me", response_model=UserOut)
-def me(user: CurrentUser) -> UserOut:
+def me(_limit: ReadLimit, user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
