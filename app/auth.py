@@ -58,8 +58,8 @@ def create_access_token(data: dict[str, Any], expires_delta: timedelta | None = 
     return jwt.encode(claims, get_settings().signing_key, algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str) -> str:
-    """Return the token's subject, or raise InvalidToken."""
+def read_access_token(token: str) -> tuple[str, datetime]:
+    """The token's subject and when it expires, or InvalidToken."""
     try:
         claims = jwt.decode(
             token,
@@ -72,4 +72,4 @@ def decode_access_token(token: str) -> str:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject:
         raise InvalidToken("subject must be a non-empty string")
-    return subject
+    return subject, datetime.fromtimestamp(claims["exp"], UTC)

@@ -17,7 +17,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-CLOSE_TIMEOUT_SECONDS = 5.0
+# Goodbyes are quick to clients that read; the rest must not delay the shutdown.
+CLOSE_TIMEOUT_SECONDS = 1.0
 
 
 def chain_before_exit(close_sockets: Callable[[], Awaitable[None]]) -> Callable[[], None]:

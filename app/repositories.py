@@ -15,6 +15,9 @@ class UserRepository:
     def by_email(self, email: str) -> User | None:
         return self.session.scalar(select(User).where(User.email == email))
 
+    def is_active(self, user_id: int) -> bool:
+        return bool(self.session.scalar(select(User.is_active).where(User.id == user_id)))
+
     def by_login(self, login: str) -> User | None:
         """The user whose email or username is `login`."""
         column = User.email if "@" in login else User.username

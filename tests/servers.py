@@ -30,6 +30,9 @@ def server_env(data_dir: Path, database_url: str, **settings: str) -> dict[str, 
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
         "SECRET_KEY": "",
+        # Test servers sign up and log in many users from one address; the rest stay default.
+        "RATE_LIMIT_REGISTRATIONS_PER_ADDRESS": "1000/minute",
+        "RATE_LIMIT_LOGIN_PER_ADDRESS": "1000/minute",
         **settings,
     }
 

@@ -114,7 +114,8 @@ def log_in(client: TestClient, login: str, password: str) -> httpx.Response:
 def test_failed_logins_lock_the_account_out_for_longer_each_time(
     client: TestClient, set_limits: LimitSetter, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    set_limits(login_failures_per_account="2/second;3/hour")
+    # Two seconds: room for two slow hashes on a loaded machine within one window.
+    set_limits(login_failures_per_account="2/2seconds;3/hour")
     verified = []
     real_verify = auth.verify_password
     monkeypatch.setattr(
@@ -127,7 +128,7 @@ def test_failed_logins_lock_the_account_out_for_longer_each_time(
     assert int(locked.headers["retry-after"]) <= 2
     assert len(verified) == 2  # a locked account is not even checked
 
-    time.sleep(2.5)  # the short window frees; one more failure trips the long one
+    time.sleep(4.5)  # the short window (a sliding one: two lengths) frees; the long one is next
     assert log_in(client, user.username, "wrong").status_code == 401
     locked = log_in(client, user.username, PASSWORD)
     assert_limited(locked, "login_failures_per_account")

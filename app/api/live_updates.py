@@ -4,10 +4,21 @@ Client → server: `{"type": "subscribe" | "unsubscribe", "channel": "updates"}`
 `{"type": "ping"}`. Server → client: `subscribed`, `unsubscribed`, `pong`, the change events
 (`resource.created|updated|deleted`) while subscribed, and `{"type": "error", "detail": …}` for
 anything it cannot understand; the socket stays open after an error.
+
+What a connection may cost is bounded: its frames (LiveLimits.max_message_bytes, 1009 past
+it), its message rate (4029), the connections of one user (4029), the events queued for it
+(1013). It lives only as long as its login: closed with 4001 when the token expires and 4003
+when the user is deactivated or deleted (checked every `revalidate_seconds`).
 """
 
 import asyncio
+import contextlib
 import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -15,25 +26,72 @@ from anyio.abc import TaskStatus
 from fastapi import WebSocket, status
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from app.events.broker import EventBroker, SubscriberOverflow
+from app.events.broker import EventBroker, SubscriberOverflow, Subscription
 from app.events.types import UPDATES_CHANNEL
+from app.services.users import TokenHolder
+from app.settings import Settings
 
 OUTBOX_SIZE = 256
+# How long a goodbye may take: a client that does not read never gets it, and must not hold on.
+CLOSE_GRACE_SECONDS = 1.0
+CLOSE_TOKEN_EXPIRED = 4001
+CLOSE_USER_GONE = 4003
+CLOSE_TOO_MANY = 4029
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    max_message_bytes: int
+    messages_per_second: float
+    connections_per_user: int
+    revalidate_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "LiveLimits":
+        return cls(
+            settings.ws_max_message_bytes,
+            settings.ws_messages_per_second,
+            settings.ws_connections_per_user,
+            settings.ws_revalidate_seconds,
+        )
+
+
+StillActive = Callable[[], Awaitable[bool]]
 
 
 class LiveConnections:
-    """The open `/ws/updates` connections of this process, so shutdown can say goodbye."""
+    """The open `/ws/updates` connections of this process: counted per user, and told
+    goodbye at shutdown."""
 
     def __init__(self) -> None:
         self._open: set[LiveUpdates] = set()
+        self._per_user: Counter[int] = Counter()
 
-    async def serve(self, websocket: WebSocket, broker: EventBroker) -> None:
-        connection = LiveUpdates(websocket, broker)
+    async def serve(
+        self,
+        websocket: WebSocket,
+        subprotocol: str | None,
+        broker: EventBroker,
+        limits: LiveLimits,
+        holder: TokenHolder,
+        still_active: StillActive,
+    ) -> None:
+        """Accept the (authenticated) socket and serve it until either side closes."""
+        await websocket.accept(subprotocol=subprotocol)
+        connection = LiveUpdates(websocket, broker, limits)
+        if self._per_user[holder.user_id] >= limits.connections_per_user:
+            # Accepted only to say why: a refused handshake cannot carry a reason.
+            await connection.close(CLOSE_TOO_MANY, "Too many connections for this user")
+            return
         self._open.add(connection)
+        self._per_user[holder.user_id] += 1
         try:
-            await connection.run()
+            await connection.run(holder.expires_at, still_active)
         finally:
             self._open.discard(connection)
+            self._per_user[holder.user_id] -= 1
+            if not self._per_user[holder.user_id]:
+                del self._per_user[holder.user_id]
 
     async def close_all(self, code: int, reason: str) -> None:
         await asyncio.gather(
@@ -42,24 +100,48 @@ class LiveConnections:
         )
 
 
+class MessageBudget:
+    """A token bucket: `rate` messages a second, in bursts of up to twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = 2 * rate
+        self.tokens = self.capacity
+        self.checked = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.checked) * self.rate)
+        self.checked = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 class LiveUpdates:
-    def __init__(self, websocket: WebSocket, broker: EventBroker) -> None:
+    def __init__(self, websocket: WebSocket, broker: EventBroker, limits: LiveLimits) -> None:
         self.websocket = websocket
         self.broker = broker
+        self.limits = limits
+        self._budget = MessageBudget(limits.messages_per_second)
         # One sender, so replies and events never interleave mid-frame; bounded, so a client
         # that does not read slows its own subscription down instead of the server's memory.
         self._outbox, self._outbox_reader = anyio.create_memory_object_stream[dict[str, Any]](
             OUTBOX_SIZE
         )
         self._subscription: anyio.CancelScope | None = None
+        self._connection_scope = anyio.CancelScope()
 
-    async def run(self) -> None:
-        """Serve until the client leaves."""
+    async def run(self, expires_at: datetime, still_active: StillActive) -> None:
+        """Serve until the client leaves, or its login ends."""
         try:
-            async with self._outbox, self._outbox_reader, anyio.create_task_group() as tasks:
-                tasks.start_soon(self._send_loop)
-                await self._receive_loop(tasks)
-                tasks.cancel_scope.cancel()
+            with self._connection_scope:
+                async with self._outbox, self._outbox_reader, anyio.create_task_group() as tasks:
+                    tasks.start_soon(self._send_loop)
+                    tasks.start_soon(self._watch_login, expires_at, still_active)
+                    await self._receive_loop(tasks)
+                    tasks.cancel_scope.cancel()
         except WebSocketDisconnect:
             return
 
@@ -67,6 +149,23 @@ class LiveUpdates:
         """Close from the server's side; the receive loop then ends on the client's reply."""
         if self.websocket.client_state is WebSocketState.CONNECTED:
             await self.websocket.close(code, reason)
+
+    async def drop(self, code: int, reason: str) -> None:
+        """Close, and stop serving even if the client never reads the goodbye."""
+        with anyio.move_on_after(CLOSE_GRACE_SECONDS):
+            await self.close(code, reason)
+        self._connection_scope.cancel()
+
+    async def _watch_login(self, expires_at: datetime, still_active: StillActive) -> None:
+        while True:
+            left = (expires_at - datetime.now(UTC)).total_seconds()
+            if left <= 0:
+                await self.close(CLOSE_TOKEN_EXPIRED, "Token expired; reconnect with a new one")
+                return
+            await anyio.sleep(min(left, self.limits.revalidate_seconds))
+            if datetime.now(UTC) < expires_at and not await still_active():
+                await self.close(CLOSE_USER_GONE, "User deactivated or deleted")
+                return
 
     async def _send_loop(self) -> None:
         async for message in self._outbox_reader:
@@ -79,15 +178,22 @@ class LiveUpdates:
             frame = await self.websocket.receive()
             if frame["type"] == "websocket.disconnect":
                 return
-            reply = await self._handle(frame.get("text"), tasks)
-            await self._outbox.send(reply)
+            if not self._budget.take():
+                await self.close(CLOSE_TOO_MANY, "Too many messages; slow down")
+                continue  # until the client's close arrives
+            text, data = frame.get("text"), frame.get("bytes")
+            if len(text or data or "") > self.limits.max_message_bytes:
+                # The server caps frames too (ws_max_size); this holds under any server.
+                await self.close(status.WS_1009_MESSAGE_TOO_BIG, "Message too big")
+                continue
+            await self._outbox.send(await self._handle(text, tasks))
 
     async def _handle(self, text: str | None, tasks: anyio.abc.TaskGroup) -> dict[str, Any]:
         if text is None:
             return _error("Frames must be JSON text")
         try:
             request = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             return _error("Frames must be JSON text")
         if not isinstance(request, dict):
             return _error("Frames must be JSON objects")
@@ -108,17 +214,20 @@ class LiveUpdates:
 
     async def _forward_events(self, *, task_status: TaskStatus[anyio.CancelScope]) -> None:
         with anyio.CancelScope() as scope:
-            async with self.broker.subscribe() as subscription:
+            async with self.broker.subscribe() as subscription, anyio.create_task_group() as inner:
                 # Started only once subscribed: nothing committed after the reply is missed.
                 task_status.started(scope)
-                try:
-                    while True:
-                        event = await subscription.next()
-                        await self._outbox.send(event.message())
-                except SubscriberOverflow:
-                    await self.websocket.close(
-                        status.WS_1013_TRY_AGAIN_LATER, "Too far behind; reconnect"
-                    )
+                inner.start_soon(self._forward, subscription)
+                # The forwarder may be stuck behind a client that does not read: watch apart.
+                await subscription.overflowed()
+                inner.cancel_scope.cancel()
+            await self.drop(status.WS_1013_TRY_AGAIN_LATER, "Too far behind; reconnect")
+
+    async def _forward(self, subscription: Subscription) -> None:
+        with contextlib.suppress(SubscriberOverflow):  # the overflow watcher takes it from here
+            while True:
+                event = await subscription.next()
+                await self._outbox.send(event.message())
 
 
 def _error(detail: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class Subscription:
     def __init__(self, max_pending: int) -> None:
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue(max_pending)
+        self._overflowed = asyncio.Event()
 
     def deliver(self, events: Sequence[Event]) -> None:
         """Thread- and loop-safe: publishers may run anywhere."""
@@ -40,6 +41,8 @@ class Subscription:
             self._loop.call_soon_threadsafe(self._enqueue, events)
 
     def _enqueue(self, events: Sequence[Event]) -> None:
+        if self._overflowed.is_set():
+            return  # dropped: nothing more is kept for it
         for event in events:
             try:
                 self._queue.put_nowait(event)
@@ -50,7 +53,12 @@ class Subscription:
                 while not self._queue.empty():
                     self._queue.get_nowait()
                 self._queue.put_nowait(None)  # tells the reader it overflowed
+                self._overflowed.set()
                 return
+
+    async def overflowed(self) -> None:
+        """Returns once the subscriber has fallen too far behind (it may not be reading)."""
+        await self._overflowed.wait()
 
     async def next(self) -> Event:
         event = await self._queue.get()

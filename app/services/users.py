@@ -6,6 +6,7 @@ registration is given the hash made beforehand, and a login is looked up first
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -72,10 +73,27 @@ def check_password(candidate: LoginCandidate | None, password: str) -> str:
 
 def from_token(session: Session, token: str | None) -> User:
     """The active user a bearer token names, or NotAuthenticated."""
+    return _holder(session, token)[0]
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    """Who holds a token, and until when: what a long-lived connection keeps of its login."""
+
+    user_id: int
+    expires_at: datetime
+
+
+def token_holder(session: Session, token: str | None) -> TokenHolder:
+    user, expires_at = _holder(session, token)
+    return TokenHolder(user.id, expires_at)
+
+
+def _holder(session: Session, token: str | None) -> tuple[User, datetime]:
     if not token:
         raise NotAuthenticated("Not authenticated")
     try:
-        email = auth.decode_access_token(token)
+        email, expires_at = auth.read_access_token(token)
     except auth.InvalidToken:
         raise NotAuthenticated(BAD_TOKEN) from None
     if storable_text_problem(email):
@@ -83,4 +101,9 @@ def from_token(session: Session, token: str | None) -> User:
     user = UserRepository(session).by_email(email)
     if user is None or not user.is_active:
         raise NotAuthenticated(BAD_TOKEN)
-    return user
+    return user, expires_at
+
+
+def is_active(session: Session, user_id: int) -> bool:
+    """Whether the user still exists and may still act."""
+    return UserRepository(session).is_active(user_id)

@@ -1,7 +1,8 @@
 from fastapi import APIRouter, WebSocket, status
+from sqlalchemy.exc import OperationalError
 
 from app.api.deps import Broker, Gate, UngatedSession, run_with_connection
-from app.api.live_updates import LiveConnections
+from app.api.live_updates import LiveConnections, LiveLimits
 from app.database import ConnectionsExhausted
 from app.errors import DATABASE_BUSY, NotAuthenticated
 from app.services import users
@@ -37,8 +38,9 @@ async def updates(
 ) -> None:
     token, subprotocol = _bearer_token(websocket)
     try:
-        # The socket may stay open for hours: it holds a connection only while it logs in.
-        await run_with_connection(gate, session, users.from_token, token)
+        # The socket may stay open for hours: it holds a connection only while it logs in,
+        # and while it checks now and then that its user may still listen.
+        holder = await run_with_connection(gate, session, users.token_holder, token)
     except NotAuthenticated as exc:
         # Refused before accepting: a client over a real server sees HTTP 403.
         await websocket.close(status.WS_1008_POLICY_VIOLATION, exc.detail)
@@ -46,5 +48,14 @@ async def updates(
     except ConnectionsExhausted:
         await websocket.close(status.WS_1013_TRY_AGAIN_LATER, DATABASE_BUSY)
         return
-    await websocket.accept(subprotocol=subprotocol)
-    await live_connections(websocket).serve(websocket, broker)
+
+    async def still_active() -> bool:
+        try:
+            return await run_with_connection(gate, session, users.is_active, holder.user_id)
+        except (ConnectionsExhausted, OperationalError):
+            return True  # the database is busy or away, not the user gone: ask again later
+
+    limits = LiveLimits.from_settings(websocket.app.state.settings)
+    await live_connections(websocket).serve(
+        websocket, subprotocol, broker, limits, holder, still_active
+    )
