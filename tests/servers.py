@@ -85,3 +85,11 @@ def register_and_log_in(base: str, username: str) -> dict[str, str]:
     assert httpx.post(f"{api}/users", json=user).status_code == 201
     token = httpx.post(f"{api}/auth/token", data={"username": username, "password": PASSWORD})
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def server_rss_mib(pid: int) -> float:
+    """A server process's resident memory, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

@@ -1,4 +1,11 @@
+import contextlib
+import logging
+import threading
 import time
+from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from unittest.mock import Mock
 
 import anyio
 import httpx
@@ -6,8 +13,10 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
+from app.services import external_api
 from app.services.external_api import ExternalClient, ExternalNotFound
 from app.settings import get_settings
+from tests.servers import register_and_log_in, run_cli, running_server, server_env, server_rss_mib
 
 URL = "/api/v1/resources/7/external-data"
 SUCCESS = {"status": "success", "data": {"colour": "teal", "stock": 3}}
@@ -139,3 +148,118 @@ def test_impossible_ids_are_404_without_asking_the_service(
     response = client.get(f"/api/v1/resources/{resource_id}/external-data", headers=auth_headers)
     assert response.status_code == 404
     assert not route.called
+
+
+MAX_REPLY = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        httpx.Response(200, content=b'{"status": "success", "data": {"x": NaN}}'),
+        httpx.Response(200, content=b'{"status": "success", "data": ' + b"[" * 5000),
+        httpx.Response(200, content=b'{"status": "success", "data": "\xff\xfe"}'),
+        httpx.Response(200, content=b'{"status": "success", "data": ' + b"1" * (MAX_REPLY + 1)),
+        httpx.Response(200, content=b'{"status": "success", "data": "' + b"a" * MAX_REPLY + b'"}'),
+    ],
+    ids=["nan", "too-deep", "not-utf8", "huge-number", "over-1-mib"],
+)
+def test_hostile_replies_are_a_503(
+    client: TestClient, auth_headers: dict, external_api: respx.MockRouter, reply: httpx.Response
+) -> None:
+    external_api.get("/resources/7").mock(return_value=reply)
+    response = client.get(URL, headers=auth_headers)
+    assert response.status_code == 503
+    assert response.json() == {"detail": "Service temporarily unavailable"}
+
+
+def test_a_reply_within_the_limit_is_served(
+    client: TestClient, auth_headers: dict, external_api: respx.MockRouter
+) -> None:
+    big = "a" * (MAX_REPLY - 100)
+    external_api.get("/resources/7").respond(json={"status": "success", "data": big})
+    response = client.get(URL, headers=auth_headers)
+    assert response.status_code == 200
+    assert response.json()["external_data"] == big
+
+
+def test_an_endless_reply_is_read_only_up_to_the_limit(
+    client: TestClient, auth_headers: dict, external_api: respx.MockRouter
+) -> None:
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"status": "success", "data": "'
+        while sent < 100 * MAX_REPLY:
+            sent += 65536
+            yield b"a" * 65536
+
+    external_api.get("/resources/7").mock(return_value=httpx.Response(200, content=endless()))
+    assert client.get(URL, headers=auth_headers).status_code == 503
+    assert sent <= MAX_REPLY + 2 * 65536
+
+
+def test_a_failure_is_logged_as_one_warning_line(
+    client: TestClient,
+    auth_headers: dict,
+    external_api: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    external_api.get("/resources/7").respond(502, text="bad gateway")
+    with caplog.at_level(logging.INFO, "app.services.external_api"):
+        assert client.get(URL, headers=auth_headers).status_code == 503
+    [record] = [r for r in caplog.records if r.name == "app.services.external_api"]
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None
+    assert "\n" not in record.getMessage()
+    assert "answered 502" in record.getMessage()
+
+
+def test_a_client_double_with_unencodable_data_is_a_503(
+    client: TestClient, auth_headers: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    double = Mock()
+    double.return_value.fetch_data.return_value = {"status": "success", "data": float("nan")}
+    monkeypatch.setattr(external_api, "ExternalClient", double)
+    assert client.get(URL, headers=auth_headers).status_code == 503
+
+
+class HugeReplyService(BaseHTTPRequestHandler):
+    """An upstream on loopback that answers with 200 MiB of JSON string."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the API stops reading, as it should
+            self.wfile.write(b'{"status": "success", "data": "')
+            for _ in range(200):
+                self.wfile.write(b"a" * MAX_REPLY)
+
+    def log_message(self, *_args: object) -> None:
+        return None
+
+
+def test_a_200_mib_reply_over_real_sockets_costs_the_server_no_memory(
+    tmp_path: Path, scratch_database_url: str
+) -> None:
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), HugeReplyService)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    env = server_env(
+        tmp_path,
+        scratch_database_url,
+        EXTERNAL_API_URL=f"http://127.0.0.1:{upstream.server_address[1]}",
+        EXTERNAL_API_TIMEOUT="20",
+    )
+    try:
+        assert run_cli(env, "migrate").returncode == 0
+        with running_server(env) as server:
+            headers = register_and_log_in(server.url, "huge")
+            before = server_rss_mib(server.pid)
+            response = httpx.get(f"{server.url}{URL}", headers=headers, timeout=30)
+            assert response.status_code == 503
+            assert server_rss_mib(server.pid) - before < 30
+    finally:
+        upstream.shutdown()
+        upstream.server_close()

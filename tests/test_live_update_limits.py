@@ -20,7 +20,14 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.servers import Server, register_and_log_in, run_cli, running_server, server_env
+from tests.servers import (
+    Server,
+    register_and_log_in,
+    run_cli,
+    running_server,
+    server_env,
+    server_rss_mib,
+)
 
 SECRET = "a-test-signing-key-of-at-least-32-bytes!"
 MAX_MESSAGE_BYTES = 4096
@@ -164,13 +171,6 @@ def test_a_socket_is_closed_with_4003_when_its_user_goes(
         with sqlite3.connect(database) as db:
             db.execute(statement, (email,))
         assert close_code(websocket) == 4003
-
-
-def server_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def never_reading_subscriber(server: Server, headers: dict[str, str]) -> socket.socket:

@@ -1,6 +1,7 @@
 """The external enrichment service: the HTTP client, and the rule for reading its answers."""
 
 import inspect
+import json
 import logging
 from typing import Any
 
@@ -57,24 +58,46 @@ class ExternalClient:
         except httpx.HTTPError as exc:
             raise ExternalServiceError(f"external service unreachable: {exc!r}") from exc
 
-    @staticmethod
-    async def _get(http: httpx.AsyncClient, resource_id: int) -> dict[str, Any]:
+    async def _get(self, http: httpx.AsyncClient, resource_id: int) -> dict[str, Any]:
+        path = f"/resources/{resource_id}"
         try:
-            response = await http.get(f"/resources/{resource_id}")
+            return await self._read(http, path, resource_id)
         except httpx.ConnectError:
             # Nothing was sent, so a second try is safe; a restarting service often accepts it.
-            response = await http.get(f"/resources/{resource_id}")
-        if response.status_code == httpx.codes.NOT_FOUND:
-            raise ExternalNotFound(f"external service has no resource {resource_id}")
-        if not response.is_success:
-            raise ExternalServiceError(f"external service answered {response.status_code}")
-        try:
-            reply = response.json()
-        except ValueError as exc:
-            raise ExternalServiceError("external service sent malformed JSON") from exc
-        if not isinstance(reply, dict):
-            raise ExternalServiceError("external service reply is not an object")
-        return reply
+            return await self._read(http, path, resource_id)
+
+    async def _read(self, http: httpx.AsyncClient, path: str, resource_id: int) -> dict[str, Any]:
+        """The reply, streamed: never more than `external_api_max_reply_bytes` is held."""
+        limit = self._settings.external_api_max_reply_bytes
+        async with http.stream("GET", path) as response:
+            if response.status_code == httpx.codes.NOT_FOUND:
+                raise ExternalNotFound(f"external service has no resource {resource_id}")
+            if not response.is_success:
+                raise ExternalServiceError(f"external service answered {response.status_code}")
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise ExternalServiceError(f"external service reply is over {limit} bytes")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    raise ExternalServiceError(f"external service reply is over {limit} bytes")
+        return parse_reply(bytes(body))
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_reply(body: bytes) -> dict[str, Any]:
+    """Strict JSON (no NaN or Infinity, nothing nested too deep to handle) holding an object."""
+    try:
+        reply = json.loads(body, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise ExternalServiceError(f"external service sent malformed JSON ({exc})") from exc
+    if not isinstance(reply, dict):
+        raise ExternalServiceError("external service reply is not an object")
+    return reply
 
 
 async def fetch_external_data(client: Any, resource_id: int) -> Any:
@@ -85,12 +108,26 @@ async def fetch_external_data(client: Any, resource_id: int) -> Any:
         reply = client.fetch_data(resource_id)
         if inspect.isawaitable(reply):  # the real client is async; test doubles may not be
             reply = await reply
+        return _data_of(reply)
     except ExternalNotFound:
         raise NotFound("Resource not found by the external service") from None
-    except Exception:
-        logger.exception("external service call for resource %s failed", resource_id)
+    except Exception as exc:
+        # Expected (the service is someone else's): one line with the cause, no traceback.
+        logger.warning(
+            "external service call for resource %s failed: %s: %s",
+            resource_id,
+            type(exc).__name__,
+            exc,
+        )
         raise ServiceUnavailable(UNAVAILABLE) from None
+
+
+def _data_of(reply: Any) -> Any:
+    """The `data` of a `{"status": "success", "data": …}` reply, if it can be sent on as JSON."""
     if not isinstance(reply, dict) or reply.get("status") != "success" or "data" not in reply:
-        logger.error("external service sent an unusable reply for resource %s", resource_id)
-        raise ServiceUnavailable(UNAVAILABLE)
+        raise ExternalServiceError("external service sent an unusable reply")
+    try:
+        json.dumps(reply["data"], allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ExternalServiceError(f"external service data is not JSON ({exc})") from exc
     return reply["data"]
