@@ -14,7 +14,7 @@ from app.database import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import EventBroker, build_broker
 from app.graceful import chain_before_exit
-from app.middleware import BodySizeLimit
+from app.middleware import AllowedHosts, BodySizeLimit, HeadAsGet, SecurityHeaders
 from app.rate_limits import RateLimits
 from app.services.external_api import build_http_client
 from app.settings import Settings, get_settings
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.live_connections = LiveConnections()
     app.state.http_client = None
     install_error_handlers(app)
+    # Added innermost first: a request meets them in the reverse order.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -69,8 +70,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["Location", "Link", "X-Total-Count"],
+            expose_headers=["Location", "Link", "X-Total-Count", "RateLimit", "RateLimit-Policy"],
         )
+    app.add_middleware(HeadAsGet)
+    app.add_middleware(AllowedHosts, allowed_hosts=settings.allowed_hosts)
+    docs_paths = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    app.add_middleware(SecurityHeaders, docs_paths={path for path in docs_paths if path})
     api = APIRouter(prefix=API_PREFIX)
     for module in (users, resources, external, summary):
         api.include_router(module.router)

@@ -1,9 +1,10 @@
 """ASGI middleware of our own."""
 
 from fastapi import HTTPException, status
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 TOO_LARGE = "Request body too large"
 
@@ -40,3 +41,99 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class AllowedHosts:
+    """Serve only the hosts in ALLOWED_HOSTS (`*` any, `.example.com` a domain and its
+    subdomains); any other `Host` gets a JSON 400, or a refused WebSocket handshake."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        patterns = [host.lower() for host in allowed_hosts]
+        self.exact = {host for host in patterns if not host.startswith(".")}
+        self.domains = tuple(host for host in patterns if host.startswith("."))
+
+    def allows(self, host_header: str) -> bool:
+        host = host_header.lower()
+        # An IPv6 literal keeps its brackets; anything else loses its port.
+        host = host[: host.find("]") + 1] if host.startswith("[") else host.partition(":")[0]
+        return host in self.exact or host.endswith(self.domains) or f".{host}" in self.domains
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.any_host or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self.allows(Headers(scope=scope).get("host", "")):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await WebSocketClose(status.WS_1008_POLICY_VIOLATION, "Invalid host")(
+                scope, receive, send
+            )
+        else:
+            response = JSONResponse({"detail": "Invalid host header"}, status.HTTP_400_BAD_REQUEST)
+            await response(scope, receive, send)
+
+
+class HeadAsGet:
+    """Answer `HEAD` for every `GET` route: run it as `GET` and send the head alone."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def head_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, head_only)
+
+
+# The API serves JSON only: nothing may run, frame or be sniffed. The docs pages load Swagger
+# UI and ReDoc with inline scripts from their CDN.
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; "
+    "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
+)
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+class SecurityHeaders:
+    """The headers every answer carries; HSTS only when served over HTTPS."""
+
+    def __init__(self, app: ASGIApp, docs_paths: set[str]) -> None:
+        self.app = app
+        self.docs_paths = docs_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        csp = DOCS_CSP if scope["path"] in self.docs_paths else API_CSP
+        fields = {
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+            "x-frame-options": "DENY",
+            "content-security-policy": csp,
+        }
+        if scope.get("scheme") == "https":
+            fields["strict-transport-security"] = HSTS
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in fields.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

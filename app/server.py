@@ -14,6 +14,7 @@ The idle keep-alive timeout and the bounded graceful shutdown are uvicorn's own 
 """
 
 import asyncio
+import itertools
 import json
 import logging
 from typing import Any
@@ -71,6 +72,10 @@ def _head_size(request: h11.Request) -> int:
     return len(request.method) + len(request.target) + fields + 14
 
 
+# A sequence, not a clock: connections accepted in one loop iteration share a timestamp.
+_arrivals = itertools.count()
+
+
 class GuardedH11Protocol(H11Protocol):
     """h11 with a request-head deadline, a connection cap and JSON parser errors."""
 
@@ -82,7 +87,7 @@ class GuardedH11Protocol(H11Protocol):
         self.head_timeout = settings.header_timeout
         self.conn = self._capped_conn = CappedConnection(settings.max_header_bytes)
         self._head_deadline: asyncio.TimerHandle | None = None
-        self._waiting_since = 0.0  # when this connection began waiting for a request
+        self._waiting_since = 0  # when it began waiting for a request, in arrival order
 
     # -- connection cap -----------------------------------------------------------------
 
@@ -117,7 +122,7 @@ class GuardedH11Protocol(H11Protocol):
     # -- request-head deadline ------------------------------------------------------------
 
     def _start_waiting(self) -> None:
-        self._waiting_since = self.loop.time()
+        self._waiting_since = next(_arrivals)
         if self._head_deadline is None:
             self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
@@ -141,7 +146,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._waiting_since = self.loop.time()  # idle from now; the keep-alive timeout runs
+        self._waiting_since = next(_arrivals)  # idle from now; the keep-alive timeout runs
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()

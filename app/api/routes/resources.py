@@ -42,7 +42,9 @@ def create_resource(
     response: Response,
 ) -> ResourceOut:
     created = _out(resources.create(uow, user, data))
-    response.headers["Location"] = str(request.url_for("get_resource", resource_id=created.id))
+    # A path, not a URL: nothing in an answer is built from the client's Host header.
+    location = request.app.url_path_for("get_resource", resource_id=created.id)
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}{location}"
     return created
 
 

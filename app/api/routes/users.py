@@ -1,7 +1,7 @@
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app import auth
@@ -35,6 +35,7 @@ def register(
 async def login(
     _limit: LoginLimit,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    response: Response,
     session: UngatedSession,
     gate: Gate,
     hashing: PasswordHashing,
@@ -52,6 +53,8 @@ async def login(
         await lockout.failed(account)
         raise
     await lockout.succeeded(account)
+    response.headers["Cache-Control"] = "no-store"  # a token is never cached (RFC 6749 §5.1)
+    response.headers["Pragma"] = "no-cache"
     lifetime = auth.access_token_lifetime()
     return Token(
         access_token=auth.create_access_token({"sub": email}, lifetime),
