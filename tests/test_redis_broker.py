@@ -1,7 +1,12 @@
 """The Redis broker against a real Redis: across brokers, through outages, and across servers."""
 
 import asyncio
+import contextlib
 import json
+import os
+import shutil
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -234,3 +239,68 @@ def test_serve_with_several_workers_shares_events(
             ]
             heard = [_receive(websocket)["data"] for _ in created]
         assert heard == created
+
+
+EPHEMERAL_REDIS = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+
+
+class RedisServer:
+    """A Redis of the test's own, on a free port, that it may stop and start again."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), *EPHEMERAL_REDIS],
+            stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed: CI must run the Redis restart test")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(binary)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_first_publish_after_a_redis_restart_goes_through(
+    own_redis: RedisServer,
+) -> None:
+    broker = await started(RedisBroker(own_redis.url, unique("restart"), unique("r")))
+    try:
+        async with broker.subscribe() as subscription:
+            await broker.publish([EVENT])  # leaves a pooled connection, dead after the restart
+            assert await asyncio.wait_for(subscription.next(), 5) == EVENT
+            own_redis.stop()
+            own_redis.start()
+            await asyncio.sleep(0.5)  # the listener notices, and reconnects
+            await asyncio.wait_for(broker.wait_until_listening(), 10)
+
+            await broker.publish([EVENT])
+
+            assert await asyncio.wait_for(subscription.next(), 5) == EVENT
+            assert broker.lost_events == 0
+    finally:
+        await broker.stop()

@@ -74,9 +74,16 @@ class RedisBroker:
         if not events:
             return
         assert self._redis is not None, "the broker was not started"
+        payload = _encode(events)
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                await self._redis.publish(self.channel, _encode(events))
+                try:
+                    await self._redis.publish(self.channel, payload)
+                except (RedisError, OSError):
+                    # After a Redis restart the pooled connections are dead, and only the
+                    # first use tells: drop the idle ones (not the listener's) and try once more.
+                    await self._redis.connection_pool.disconnect(inuse_connections=False)
+                    await self._redis.publish(self.channel, payload)
         except (RedisError, OSError, TimeoutError) as exc:
             self.lost_events += len(events)
             logger.error(
