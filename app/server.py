@@ -14,13 +14,14 @@ The idle keep-alive timeout and the bounded graceful shutdown are uvicorn's own 
 """
 
 import asyncio
-import itertools
 import json
 import logging
+import weakref
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
 from app.settings import Settings, get_settings
 
@@ -67,13 +68,15 @@ class CappedConnection(h11.Connection):
         return event
 
 
+# Per server (tests may run several in one process), in the order they began waiting.
+_waiting_connections: "weakref.WeakKeyDictionary[ServerState, dict[GuardedH11Protocol, None]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _head_size(request: h11.Request) -> int:
     fields = sum(len(name) + len(value) + 4 for name, value in request.headers.raw_items())
     return len(request.method) + len(request.target) + fields + 14
-
-
-# A sequence, not a clock: connections accepted in one loop iteration share a timestamp.
-_arrivals = itertools.count()
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -87,7 +90,9 @@ class GuardedH11Protocol(H11Protocol):
         self.head_timeout = settings.header_timeout
         self.conn = self._capped_conn = CappedConnection(settings.max_header_bytes)
         self._head_deadline: asyncio.TimerHandle | None = None
-        self._waiting_since = 0  # when it began waiting for a request, in arrival order
+        # This server's connections that wait for a request, longest-waiting first: eviction
+        # takes the first, in constant time however many there are.
+        self._waiting = _waiting_connections.setdefault(self.server_state, {})
 
     # -- connection cap -----------------------------------------------------------------
 
@@ -99,19 +104,13 @@ class GuardedH11Protocol(H11Protocol):
             self._answer_and_close(TOO_MANY_CONNECTIONS)
 
     def _evict_longest_waiting(self) -> bool:
-        waiting = [
-            connection
-            for connection in self.connections
-            if isinstance(connection, GuardedH11Protocol)
-            and connection is not self
-            and connection.awaiting_request
-        ]
-        if not waiting:
-            return False
-        victim = min(waiting, key=lambda connection: connection._waiting_since)
-        self.connections.discard(victim)  # counted out now, not when the loop gets to it
-        victim.transport.close()
-        return True
+        for victim in self._waiting:
+            if victim is not self:
+                del self._waiting[victim]
+                self.connections.discard(victim)  # counted out now, not when the loop gets to it
+                victim.transport.close()
+                return True
+        return False
 
     @property
     def awaiting_request(self) -> bool:
@@ -122,11 +121,13 @@ class GuardedH11Protocol(H11Protocol):
     # -- request-head deadline ------------------------------------------------------------
 
     def _start_waiting(self) -> None:
-        self._waiting_since = next(_arrivals)
+        self._waiting.pop(self, None)
+        self._waiting[self] = None  # last in line
         if self._head_deadline is None:
             self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
 
     def _stop_waiting(self) -> None:
+        self._waiting.pop(self, None)
         if self._head_deadline is not None:
             self._head_deadline.cancel()
             self._head_deadline = None
@@ -139,14 +140,16 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self.awaiting_request and self._head_deadline is None:
             # A kept-alive connection begins its next request: its head gets a deadline too.
-            self._start_waiting()
+            self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
         super().data_received(data)
         if not self.awaiting_request:
             self._stop_waiting()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._waiting_since = next(_arrivals)  # idle from now; the keep-alive timeout runs
+        if not self.transport.is_closing():
+            self._waiting.pop(self, None)
+            self._waiting[self] = None  # idle from now; the keep-alive timeout runs
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
