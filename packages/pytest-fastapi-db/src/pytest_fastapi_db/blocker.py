@@ -13,7 +13,8 @@ from sqlalchemy.pool import Pool
 
 HOW_TO_ASK = (
     "use the `db_session` fixture (or one built on it: `client`, `async_client`), "
-    "or mark the test with `@pytest.mark.db`"
+    "or mark the test with `@pytest.mark.db`; a fixture of your own may wrap its database "
+    "work in `with db_blocker.unblocked():`"
 )
 
 

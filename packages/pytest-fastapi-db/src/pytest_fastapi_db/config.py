@@ -1,11 +1,15 @@
 """The kit's settings: ini options naming the app's objects, imported only when needed."""
 
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import MetaData
+from sqlalchemy.engine import URL, make_url
+
+from pytest_fastapi_db.databases import project_url
 
 INI_OPTIONS = {
     "fastapi_app": "the FastAPI app, as module:attribute",
@@ -18,11 +22,15 @@ INI_OPTIONS = {
     "fastapi_token_subject": "the user attribute a token names (email)",
     "fastapi_allowed_hosts": "hosts tests may connect to besides loopback and the test database",
     "fastapi_db_alembic": "build the schema from migrations: a callable () -> alembic Config",
+    "fastapi_db_session_factory": "the app's sessionmaker or Session class, for the test session",
+    "fastapi_db_bind": "the app's module-level sessionmakers to bind to the test connection",
+    "fastapi_base_url": "the base URL of `client` and `async_client` (http://testserver)",
 }
 DEFAULTS = {
     "fastapi_db_url_env": "TEST_DATABASE_URL",
     "fastapi_db_app_url_env": "DATABASE_URL",
     "fastapi_token_subject": "email",
+    "fastapi_base_url": "http://testserver",
 }
 DEFAULT_TEST_DATABASE_URL = "sqlite://"
 
@@ -30,6 +38,18 @@ DEFAULT_TEST_DATABASE_URL = "sqlite://"
 def add_ini_options(parser: pytest.Parser) -> None:
     for name, help_text in INI_OPTIONS.items():
         parser.addini(name, help_text, default=DEFAULTS.get(name, ""))
+
+
+def worker_id() -> str:
+    """pytest-xdist's worker name (gw0, gw1, …), or "master"; known before any conftest."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "master")
+
+
+def test_database_url(config: pytest.Config) -> URL:
+    """The database this project's tests (this worker's) use: from `fastapi_db_url_env`
+    (SQLite in memory by default), named for the project and the worker."""
+    given = os.environ.get(config.getini("fastapi_db_url_env")) or DEFAULT_TEST_DATABASE_URL
+    return project_url(make_url(given), config.rootpath, worker_id())
 
 
 def import_object(path: str, option: str) -> Any:
@@ -62,6 +82,10 @@ class KitConfig:
         if not self.option("fastapi_db_alembic"):
             return None
         return self.load("fastapi_db_alembic")()
+
+    def load_all(self, name: str) -> list[Any]:
+        """Every `module:attribute` of a space-separated ini option."""
+        return [import_object(path, name) for path in self.option(name).split()]
 
     @property
     def metadata(self) -> MetaData:

@@ -1,8 +1,10 @@
-"""Test databases: the guard against real ones, engines with working SAVEPOINTs on SQLite,
-one PostgreSQL database per xdist worker, and emptying tables after transactional tests."""
+"""Test databases: their names (one per project and xdist worker), made when missing, engines
+with working SAVEPOINTs on SQLite, the schema, and emptying tables after transactional tests."""
 
 import hashlib
-import tempfile
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,35 +22,40 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.schema import CreateTable
+
+from pytest_fastapi_db.guard import (
+    MAINTENANCE_DATABASES,
+    NotATestDatabase,
+    assert_test_database,
+    maintenance,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 
-class NotATestDatabase(RuntimeError):
-    """The URL does not look like a database made for tests."""
+def project_url(url: URL, rootdir: Path, worker_id: str) -> URL:
+    """The database this project's tests use, this worker's own under pytest-xdist.
 
-
-def assert_test_database(url: URL | str) -> None:
-    """Refuse anything but SQLite in memory or under the temp dir, or a database named *test*."""
-    url = make_url(url)
+    Named after the given one, the project and the worker (`test_myapp_3f2a1b_gw0`), so that
+    two projects on one server, or two workers, never share a database; SQLite files get the
+    worker's suffix, SQLite in memory is each process's own already.
+    """
+    worker = "" if worker_id == "master" else f"_{worker_id}"
     database = url.database or ""
-    if url.get_backend_name() == "sqlite":
-        if database in ("", ":memory:"):
-            return
-        if Path(database).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
-            return
-    elif "test" in database.lower():
-        return
-    raise NotATestDatabase(
-        f"pytest-fastapi-db refuses to run tests against "
-        f"{url.render_as_string(hide_password=True)}: use SQLite in memory or under the temp "
-        "dir, or a database whose name contains 'test'"
-    )
+    if is_sqlite(url):
+        if database in ("", ":memory:") or not worker:
+            return url
+        path = Path(database)
+        return url.set(database=str(path.with_name(f"{path.stem}{worker}{path.suffix}")))
+    tag = hashlib.sha256(str(rootdir.resolve()).encode()).hexdigest()[:6]
+    project = re.sub(r"[^a-z0-9]+", "_", rootdir.name.lower()).strip("_")[:20] or "project"
+    return url.set(database=f"{database[:24]}_{project}_{tag}{worker}")
 
 
 def is_sqlite(url: URL) -> bool:
@@ -102,39 +109,56 @@ def install_sqlite_savepoint_fix(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
+@contextmanager
+def _postgres_admin(url: URL) -> Iterator[Connection]:
+    """A connection for CREATE/DROP DATABASE, to the server's maintenance database, so that it
+    works before the test database exists (the guard lets this one through)."""
+    with maintenance():
+        for database in MAINTENANCE_DATABASES:
+            admin = create_engine(url.set(database=database), isolation_level="AUTOCOMMIT")
+            try:
+                connection = admin.connect()
+            except OperationalError:
+                admin.dispose()
+                continue
+            try:
+                with connection:
+                    yield connection
+            finally:
+                admin.dispose()
+            return
+    raise NotATestDatabase(
+        "pytest-fastapi-db cannot reach a maintenance database "
+        f"({', '.join(MAINTENANCE_DATABASES)}) on {url.render_as_string(hide_password=True)} to "
+        "create the test database: create it yourself, or grant the user CONNECT and CREATEDB"
+    )
+
+
 def fresh_postgres_database(url: URL, name: str) -> URL:
     """Drop and make the database `name` beside `url`'s; returns its URL."""
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return url.set(database=name)
+    fresh = url.set(database=name)
+    assert_test_database(fresh)
+    with _postgres_admin(url) as admin:
+        admin.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.execute(text(f'CREATE DATABASE "{name}"'))
+    return fresh
 
 
-def ensure_postgres_database(url: URL, name: str) -> URL:
-    """The database `name` beside `url`'s, made if missing (kept, with its schema, if not)."""
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            exists = connection.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            ).first()
-            if not exists:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        admin.dispose()
-    return url.set(database=name)
+def ensure_database(url: URL) -> URL:
+    """Make the database `url` names if it is missing (kept, with its schema, if not).
 
-
-def worker_url(url: URL, worker_id: str) -> URL:
-    """Under pytest-xdist, PostgreSQL workers each get `<name>_<worker>`; SQLite in memory is
-    per process already."""
-    if worker_id == "master" or url.get_backend_name() != "postgresql":
+    PostgreSQL only: SQLite makes its files itself; elsewhere the database must exist.
+    """
+    if url.get_backend_name() != "postgresql":
         return url
-    return ensure_postgres_database(url, f"{url.database}_{worker_id}")
+    assert_test_database(url)
+    with _postgres_admin(url) as admin:
+        exists = admin.execute(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": url.database}
+        ).first()
+        if not exists:
+            admin.execute(text(f'CREATE DATABASE "{url.database}"'))
+    return url
 
 
 # Outside the app's metadata, so no test, rollback or emptying ever touches it.

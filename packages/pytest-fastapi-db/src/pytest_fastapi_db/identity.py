@@ -6,7 +6,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-TokenFunction = Callable[..., str]
+# (user, expires_delta or None) -> the token the app would issue for that user
+MintToken = Callable[[Any, timedelta | None], str]
 
 
 def _b64(data: bytes) -> str:
@@ -18,24 +19,20 @@ def _unb64(text: str) -> bytes:
 
 
 class TokenFactory:
-    def __init__(self, create: TokenFunction, subject_attribute: str) -> None:
-        self._create = create
-        self._subject_attribute = subject_attribute
-
-    def _subject(self, user: Any) -> str:
-        return str(getattr(user, self._subject_attribute))
+    def __init__(self, mint: MintToken) -> None:
+        self._mint = mint
 
     def valid(self, user: Any) -> str:
-        return self._create(data={"sub": self._subject(user)})
+        return self._mint(user, None)
 
     def expired(self, user: Any) -> str:
-        return self._create(data={"sub": self._subject(user)}, expires_delta=timedelta(minutes=-5))
+        return self._mint(user, timedelta(minutes=-5))
 
     def tampered(self, user: Any) -> str:
         """The claims changed after signing (the subject swapped), the signature kept."""
         header, payload, signature = self.valid(user).split(".")
         claims = json.loads(_unb64(payload))
-        claims["sub"] = "someone-else-" + claims["sub"]
+        claims["sub"] = f"someone-else-{claims.get('sub', '')}"
         return f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
 
     def unsigned(self, user: Any) -> str:

@@ -1,0 +1,104 @@
+"""Fixtures of the app: its db dependency pointed at the test's session, the test clients, the
+live server, and the check that no dependency override outlives its test."""
+
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from pytest_fastapi_db.blocker import DatabaseBlocker
+from pytest_fastapi_db.config import KitConfig
+from pytest_fastapi_db.db_fixtures import Seed, SessionHolder, active, reset_tables
+from pytest_fastapi_db.live_server import LiveServer, serving
+from pytest_fastapi_db.sessions import SessionFactory, bound
+
+
+@pytest.fixture
+def fastapi_app(kit: KitConfig) -> Any:
+    return kit.load("fastapi_app")
+
+
+@pytest.fixture
+def app_with_test_session(
+    fastapi_app: Any, current_session: SessionHolder, kit: KitConfig
+) -> Iterator[Any]:
+    """The app, its db dependency overridden by the test's session (that key only)."""
+    dependency = kit.load("fastapi_db_dependency")
+
+    def test_session() -> Iterator[Session]:
+        yield current_session.session
+
+    fastapi_app.dependency_overrides[dependency] = test_session
+    yield fastapi_app
+    fastapi_app.dependency_overrides.pop(dependency, None)
+
+
+@pytest.fixture
+def client(app_with_test_session: Any, kit: KitConfig) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    base_url = kit.option("fastapi_base_url")
+    with TestClient(app_with_test_session, base_url=base_url) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def live_server(
+    fastapi_app: Any,
+    db_engine: Engine,
+    db_blocker: DatabaseBlocker,
+    kit: KitConfig,
+    session_factory: SessionFactory,
+    db_seed: Seed,
+) -> Iterator[LiveServer]:
+    """The app on a real port. Its requests commit for real (each gets a session of its own on
+    the test database, as in production), and the tables are emptied afterwards."""
+    dependency = kit.load("fastapi_db_dependency")
+
+    def request_session() -> Iterator[Session]:
+        with session_factory(db_engine) as session:
+            yield session
+
+    fastapi_app.dependency_overrides[dependency] = request_session
+    try:
+        with (
+            db_blocker.unblocked(),
+            bound(kit.load_all("fastapi_db_bind"), db_engine, joined=False),
+            serving(fastapi_app) as server,
+        ):
+            yield server
+    finally:
+        fastapi_app.dependency_overrides.pop(dependency, None)
+        with db_blocker.unblocked():
+            reset_tables(db_engine, kit, session_factory, db_seed)
+
+
+@pytest.fixture(autouse=True)
+def _no_surviving_overrides(pytestconfig: pytest.Config) -> Iterator[None]:
+    """Fail a test that leaves a dependency override behind (never imports the app itself)."""
+    app_path = pytestconfig.getini("fastapi_app")
+    module_name = app_path.partition(":")[0]
+    if not (active(pytestconfig) and module_name in sys.modules):
+        yield
+        return
+    app = KitConfig(pytestconfig).load("fastapi_app")
+    before = set(app.dependency_overrides)
+    yield
+    left = set(app.dependency_overrides) - before
+    if left:
+        names = ", ".join(sorted(getattr(dep, "__name__", repr(dep)) for dep in left))
+        for dependency in left:
+            del app.dependency_overrides[dependency]
+        pytest.fail(f"pytest-fastapi-db: the test left dependency override(s) behind: {names}")
+
+
+__all__ = [
+    "_no_surviving_overrides",
+    "app_with_test_session",
+    "client",
+    "fastapi_app",
+    "live_server",
+]

@@ -1,0 +1,255 @@
+"""Fixtures of the database: the engine and its schema, seed data, the test's session (rolled
+back, or really committing), savepoints, the blocker, query counts and commit capture."""
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from pytest_fastapi_db.blocker import HOW_TO_ASK, DatabaseBlocker
+from pytest_fastapi_db.commits import CommitLog, capturing
+from pytest_fastapi_db.config import KitConfig, test_database_url
+from pytest_fastapi_db.databases import (
+    build_test_engine,
+    empty_tables,
+    ensure_database,
+    prepare_schema,
+)
+from pytest_fastapi_db.network import only_allowed_hosts
+from pytest_fastapi_db.queries import QueryLog, assert_queries
+from pytest_fastapi_db.sessions import SessionFactory, bound
+
+BLOCKER = pytest.StashKey[DatabaseBlocker]()
+MARKER = "db"
+Seed = Callable[[Session], None] | None
+
+
+def active(config: pytest.Config) -> bool:
+    return bool(config.getini("fastapi_db_metadata"))
+
+
+def wants_commits(request: pytest.FixtureRequest) -> bool:
+    """`@pytest.mark.db(transaction=True)`, or the live server: real commits."""
+    marker = request.node.get_closest_marker(MARKER)
+    return bool(marker and marker.kwargs.get("transaction")) or (
+        "live_server" in request.fixturenames
+    )
+
+
+@pytest.fixture(scope="session")
+def kit(pytestconfig: pytest.Config) -> KitConfig:
+    if not active(pytestconfig):
+        raise pytest.UsageError("pytest-fastapi-db: set the ini option `fastapi_db_metadata`")
+    return KitConfig(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def db_blocker(pytestconfig: pytest.Config) -> DatabaseBlocker:
+    """`with db_blocker.unblocked():` lets code outside the fixtures reach a database."""
+    if BLOCKER not in pytestconfig.stash:
+        raise pytest.UsageError("pytest-fastapi-db: set the ini option `fastapi_db_metadata`")
+    return pytestconfig.stash[BLOCKER]
+
+
+@pytest.fixture(scope="session")
+def db_seed() -> Seed:
+    """Override to add rows every test sees: `def db_seed(): return lambda session: …`
+    (session-scoped). They are committed once per database, and again after a transactional
+    test has emptied the tables."""
+    return None
+
+
+@pytest.fixture(scope="session")
+def session_factory(kit: KitConfig) -> SessionFactory:
+    """The test's sessions, of the app's kind (`fastapi_db_session_factory`)."""
+    option = "fastapi_db_session_factory"
+    return SessionFactory(kit.load(option) if kit.option(option) else None)
+
+
+def reset_tables(engine: Engine, kit: KitConfig, factory: SessionFactory, seed: Seed) -> None:
+    """Every table empty, then the seed rows committed."""
+    empty_tables(engine, kit.metadata)
+    if seed is not None:
+        with factory(engine) as session:
+            seed(session)
+            session.commit()
+
+
+@pytest.fixture(scope="session")
+def db_engine(
+    pytestconfig: pytest.Config,
+    kit: KitConfig,
+    db_blocker: DatabaseBlocker,
+    session_factory: SessionFactory,
+    db_seed: Seed,
+) -> Iterator[Engine]:
+    """One engine per test process on its own database (made if missing), the schema built
+    once and reused while it matches, the tables emptied and seeded once per run."""
+    with db_blocker.unblocked():
+        engine = build_test_engine(ensure_database(test_database_url(pytestconfig)))
+        db_blocker.kit_pools.add(id(engine.pool))
+        with engine.begin() as connection:
+            prepare_schema(connection, kit.metadata, kit.alembic_config())
+        reset_tables(engine, kit, session_factory, db_seed)
+    yield engine
+    engine.dispose()
+
+
+class SessionHolder:
+    """The session the app's db dependency hands out now (a savepoint may swap it)."""
+
+    session: Session
+
+
+@pytest.fixture
+def current_session(db_session: Session) -> SessionHolder:
+    holder = SessionHolder()
+    holder.session = db_session
+    return holder
+
+
+@pytest.fixture
+def db_session(
+    request: pytest.FixtureRequest,
+    db_engine: Engine,
+    db_blocker: DatabaseBlocker,
+    kit: KitConfig,
+    session_factory: SessionFactory,
+    db_seed: Seed,
+) -> Iterator[Session]:
+    """The test's session, of the app's kind. By default inside a transaction rolled back at the
+    end (the app's `commit()` releases a SAVEPOINT); with `@pytest.mark.db(transaction=True)`,
+    real commits and the tables emptied (and seeded again) afterwards."""
+    makers = kit.load_all("fastapi_db_bind")
+    if wants_commits(request):
+        with db_blocker.unblocked(), bound(makers, db_engine, joined=False):
+            session = session_factory(db_engine)
+            try:
+                yield session
+            finally:
+                session.close()
+                reset_tables(db_engine, kit, session_factory, db_seed)
+        return
+    with db_blocker.unblocked(), db_engine.connect() as connection:
+        outer = connection.begin()
+        session = session_factory(connection, joined=True)
+        db_blocker.start_watching()
+        try:
+            with bound(makers, connection, joined=True):
+                yield session
+        finally:
+            db_blocker.stop_watching()
+            session.close()
+        intact = outer.is_active
+        if intact:
+            outer.rollback()
+    check_teardown(intact, db_blocker)
+
+
+def check_teardown(intact: bool, blocker: DatabaseBlocker) -> None:
+    if not intact:
+        pytest.fail(
+            "pytest-fastapi-db: the test's outer transaction ended before teardown (something "
+            "committed or rolled back the connection itself), so its changes may have leaked"
+        )
+    if blocker.foreign_checkouts:
+        pytest.fail(
+            "pytest-fastapi-db: code bypassed the test session and checked out its own "
+            f"connection(s) from {', '.join(sorted(set(blocker.foreign_checkouts)))}; "
+            "use the session the app's db dependency yields, or name the app's sessionmaker "
+            "in `fastapi_db_bind`"
+        )
+
+
+@pytest.fixture
+def savepoint(
+    db_session: Session, current_session: SessionHolder, session_factory: SessionFactory
+) -> Callable[[], AbstractContextManager[Session]]:
+    """`with savepoint() as session:` runs one example (Hypothesis, schemathesis) in a SAVEPOINT
+    of its own, rolled back at the end; the app's session is that example's meanwhile."""
+
+    @contextmanager
+    def example() -> Iterator[Session]:
+        connection = db_session.connection()
+        nested = connection.begin_nested()
+        session = session_factory(connection, joined=True)
+        current_session.session = session
+        try:
+            yield session
+        finally:
+            current_session.session = db_session
+            session.close()
+            if nested.is_active:
+                nested.rollback()
+
+    return example
+
+
+@pytest.fixture(autouse=True)
+def _network_access(pytestconfig: pytest.Config) -> Iterator[None]:
+    """Sockets only to loopback, the test database's host and `fastapi_allowed_hosts`."""
+    if not active(pytestconfig):
+        yield
+        return
+    hosts = set(pytestconfig.getini("fastapi_allowed_hosts").split())
+    database_host = test_database_url(pytestconfig).host
+    if database_host:
+        hosts.add(database_host)
+    with only_allowed_hosts(frozenset(hosts)):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _database_access(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[None]:
+    """Give marked tests their database; fail tests that reached one without asking."""
+    if not active(pytestconfig):
+        yield
+        return
+    if request.node.get_closest_marker(MARKER) is not None:
+        request.getfixturevalue("db_session")
+    blocker = pytestconfig.stash[BLOCKER]
+    blocker.blocked_attempts.clear()
+    yield
+    if blocker.blocked_attempts:
+        pytest.fail(f"pytest-fastapi-db: the test tried to use the database: {HOW_TO_ASK}")
+
+
+@pytest.fixture
+def capture_after_commit(
+    current_session: SessionHolder,
+) -> Callable[[], AbstractContextManager[CommitLog]]:
+    """`with capture_after_commit() as commits:` records what each commit in the block wrote."""
+    return lambda: capturing(current_session.session)
+
+
+QueryAssertion = Callable[[int], AbstractContextManager[QueryLog]]
+
+
+@pytest.fixture
+def assert_num_queries(db_engine: Engine) -> QueryAssertion:
+    """`with assert_num_queries(2): …` fails, listing the SQL, unless exactly 2 ran."""
+    return lambda expected: assert_queries(db_engine, expected, exact=True)
+
+
+@pytest.fixture
+def assert_max_num_queries(db_engine: Engine) -> QueryAssertion:
+    return lambda expected: assert_queries(db_engine, expected, exact=False)
+
+
+__all__ = [
+    "_database_access",
+    "_network_access",
+    "assert_max_num_queries",
+    "assert_num_queries",
+    "capture_after_commit",
+    "current_session",
+    "db_blocker",
+    "db_engine",
+    "db_seed",
+    "db_session",
+    "kit",
+    "savepoint",
+    "session_factory",
+]
