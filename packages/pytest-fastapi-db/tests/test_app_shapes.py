@@ -6,7 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kit_project import run  # type: ignore[import-not-found]
+from kit_project import INI, run  # type: ignore[import-not-found]
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from pytest_fastapi_db.guard import (
     NotATestDatabase,
@@ -320,3 +320,11 @@ def test_a_serial_postgresql_run_makes_its_database(
             connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
     assert len(names) == 1  # made by the serial run, named for its project
+
+
+def test_url_parts_must_name_parts_of_a_url(project: pytest.Pytester) -> None:
+    project.makeini(INI + "fastapi_db_app_url_parts = DB_HOST=hostname\n")
+    project.makepyfile(test_anything="def test_x(): pass")
+    result = run(project)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'DB_HOST=hostname' is not VAR=part*"])

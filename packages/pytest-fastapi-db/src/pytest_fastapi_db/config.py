@@ -17,6 +17,8 @@ INI_OPTIONS = {
     "fastapi_db_dependency": "the dependency that yields a Session (get_db), as module:attribute",
     "fastapi_db_url_env": "environment variable with the test database URL (TEST_DATABASE_URL)",
     "fastapi_db_app_url_env": "environment variable the app reads its URL from (DATABASE_URL)",
+    "fastapi_db_app_url_parts": "variables the app builds its URL from, as VAR=part (host, port, "
+    "username, password, database, drivername), space-separated",
     "fastapi_token_factory": "the app's token function: f(data={'sub': …}, expires_delta=…)",
     "fastapi_user_factory": "a callable (session, **fields) -> user adding a user to the session",
     "fastapi_token_subject": "the user attribute a token names (email)",
@@ -43,6 +45,25 @@ def add_ini_options(parser: pytest.Parser) -> None:
 def worker_id() -> str:
     """pytest-xdist's worker name (gw0, gw1, …), or "master"; known before any conftest."""
     return os.environ.get("PYTEST_XDIST_WORKER", "master")
+
+
+URL_PARTS = ("host", "port", "username", "password", "database", "drivername")
+
+
+def app_environment(config: pytest.Config, url: URL) -> dict[str, str]:
+    """The variables that point the app at `url`: its URL variable, and the parts of the URL
+    for apps that assemble it from settings (`POSTGRES_SERVER=host POSTGRES_DB=database`)."""
+    environment = {config.getini("fastapi_db_app_url_env"): url.render_as_string(False)}
+    for pair in config.getini("fastapi_db_app_url_parts").split():
+        variable, _, part = pair.partition("=")
+        if part not in URL_PARTS:
+            raise pytest.UsageError(
+                f"pytest-fastapi-db: fastapi_db_app_url_parts: {pair!r} is not VAR=part, with "
+                f"part one of {', '.join(URL_PARTS)}"
+            )
+        value = getattr(url, part)
+        environment[variable] = "" if value is None else str(value)
+    return environment
 
 
 def test_database_url(config: pytest.Config) -> URL:

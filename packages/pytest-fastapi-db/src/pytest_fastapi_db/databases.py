@@ -106,7 +106,10 @@ def install_sqlite_savepoint_fix(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _explicit_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # In memory, every session shares one DBAPI connection (StaticPool): a second session
+        # of a committing test joins the transaction already open instead of failing.
+        if not getattr(connection.connection.dbapi_connection, "in_transaction", False):
+            connection.exec_driver_sql("BEGIN")
 
 
 @contextmanager

@@ -16,6 +16,7 @@ from pytest_fastapi_db.blocker import DatabaseBlocker
 from pytest_fastapi_db.config import (
     DEFAULT_TEST_DATABASE_URL,
     add_ini_options,
+    app_environment,
     test_database_url,
 )
 from pytest_fastapi_db.db_fixtures import *  # noqa: F403
@@ -50,8 +51,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         assert_test_database(given)
     except NotATestDatabase as exc:
         raise pytest.UsageError(str(exc)) from None
-    url = test_database_url(early_config).render_as_string(hide_password=False)
-    os.environ[early_config.getini("fastapi_db_app_url_env")] = url
+    os.environ.update(app_environment(early_config, test_database_url(early_config)))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,0 +1,1 @@
+"""An example app of the common tutorial shape: a module-level engine and `SessionLocal`."""
