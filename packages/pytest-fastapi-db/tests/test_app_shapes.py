@@ -328,3 +328,88 @@ def test_url_parts_must_name_parts_of_a_url(project: pytest.Pytester) -> None:
     result = run(project)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*'DB_HOST=hostname' is not VAR=part*"])
+
+
+ASYNC_APP = """
+import os
+from fastapi import Depends, FastAPI
+from sqlalchemy import String, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+engine = create_async_engine(os.environ["DATABASE_URL"])
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+async def get_db():
+    async with AsyncSession(engine) as session:
+        yield session
+
+
+app = FastAPI()
+
+
+@app.post("/items")
+async def add(name: str, db: AsyncSession = Depends(get_db)):
+    db.add(Item(name=name))
+    await db.commit()
+    return {"ok": True}
+
+
+@app.get("/items/count")
+async def count(db: AsyncSession = Depends(get_db)):
+    return {"count": await db.scalar(select(func.count(Item.id)))}
+"""
+
+
+def test_an_async_dependency_gets_async_sessions_everywhere(project: pytest.Pytester) -> None:
+    project.makepyfile(asyncapp=ASYNC_APP)
+    project.makeini(
+        """
+        [pytest]
+        fastapi_app = asyncapp:app
+        fastapi_db_metadata = asyncapp:Base
+        fastapi_db_dependency = asyncapp:get_db
+        fastapi_db_app_drivers = sqlite+aiosqlite
+        asyncio_default_fixture_loop_scope = session
+        asyncio_default_test_loop_scope = session
+        """
+    )
+    project.makepyfile(
+        test_async="""
+        import pytest
+        from asyncapp import Item
+
+        def test_sync_client(client, assert_num_queries):
+            client.post("/items", params={"name": "a"})
+            with assert_num_queries(1):
+                assert client.get("/items/count").json() == {"count": 1}
+
+        @pytest.mark.asyncio
+        async def test_async_client_starts_clean(async_client, capture_after_commit):
+            with capture_after_commit() as commits:
+                await async_client.post("/items", params={"name": "b"})
+            assert [item.name for item in commits.created(Item)] == ["b"]
+            assert (await async_client.get("/items/count")).json() == {"count": 1}
+
+        @pytest.mark.asyncio
+        @pytest.mark.db(transaction=True)
+        async def test_transactional(async_client, async_db_session):
+            await async_client.post("/items", params={"name": "c"})
+            await async_db_session.rollback()
+            assert (await async_client.get("/items/count")).json() == {"count": 1}
+
+        def test_and_after_it_the_tables_are_empty(client):
+            assert client.get("/items/count").json() == {"count": 0}
+        """
+    )
+    run(project, "-p", "randomly").assert_outcomes(passed=4)

@@ -2,7 +2,7 @@
 live server, and the check that no dependency override outlives its test."""
 
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from pytest_fastapi_db.config import KitConfig
 from pytest_fastapi_db.db_fixtures import Seed, SessionHolder, active, reset_tables
-from pytest_fastapi_db.live_server import LiveServer, serving
+from pytest_fastapi_db.live_server import LiveServer, LoopClient, serving
 from pytest_fastapi_db.sessions import SessionFactory, bound
 
 
@@ -23,24 +23,44 @@ def fastapi_app(kit: KitConfig) -> Any:
 
 @pytest.fixture
 def app_with_test_session(
-    fastapi_app: Any, current_session: SessionHolder, kit: KitConfig
+    fastapi_app: Any,
+    current_session: SessionHolder,
+    kit: KitConfig,
+    session_factory: SessionFactory,
 ) -> Iterator[Any]:
-    """The app, its db dependency overridden by the test's session (that key only)."""
+    """The app, its db dependency overridden by the test's session (that key only): an async
+    generator for an async app, as FastAPI expects of its dependency."""
     dependency = kit.load("fastapi_db_dependency")
 
     def test_session() -> Iterator[Session]:
         yield current_session.session
 
-    fastapi_app.dependency_overrides[dependency] = test_session
+    async def async_test_session() -> AsyncIterator[Any]:
+        yield current_session.session
+
+    override = async_test_session if session_factory.is_async else test_session
+    fastapi_app.dependency_overrides[dependency] = override
     yield fastapi_app
     fastapi_app.dependency_overrides.pop(dependency, None)
 
 
 @pytest.fixture
-def client(app_with_test_session: Any, kit: KitConfig) -> Iterator[Any]:
+def client(
+    request: pytest.FixtureRequest,
+    app_with_test_session: Any,
+    kit: KitConfig,
+    session_factory: SessionFactory,
+) -> Iterator[Any]:
+    """A test client on the app. For an async app, whose connections belong to the session's
+    event loop, a client that runs each request on that loop (no WebSocket support there)."""
+    base_url = kit.option("fastapi_base_url")
+    if session_factory.is_async:
+        loop = request.getfixturevalue("session_event_loop")
+        with LoopClient(app_with_test_session, base_url, loop) as loop_client:
+            yield loop_client
+        return
     from fastapi.testclient import TestClient
 
-    base_url = kit.option("fastapi_base_url")
     with TestClient(app_with_test_session, base_url=base_url) as test_client:
         yield test_client
 
@@ -73,7 +93,7 @@ def live_server(
     finally:
         fastapi_app.dependency_overrides.pop(dependency, None)
         with db_blocker.unblocked():
-            reset_tables(db_engine, kit, session_factory, db_seed)
+            reset_tables(db_engine, kit, db_seed)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,8 @@
 """Async fixtures (the `async` extra: pytest-asyncio, greenlet, an async driver): the async
-engine and session, and an httpx client on the app. They share the session's event loop."""
+engine and the test's AsyncSession, of the app's kind, and an httpx client on the app. They
+all share the session's event loop, where the connections live."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,39 +11,64 @@ import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pytest_fastapi_db.blocker import DatabaseBlocker
-from pytest_fastapi_db.config import KitConfig, test_database_url
+from pytest_fastapi_db.config import KitConfig, app_database_url
 from pytest_fastapi_db.databases import build_async_test_engine, ensure_database, prepare_schema
-from pytest_fastapi_db.db_fixtures import check_teardown
+from pytest_fastapi_db.db_fixtures import Seed, check_teardown, reset_tables_on, wants_commits
+from pytest_fastapi_db.sessions import SessionFactory, bound
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def async_db_engine(
-    pytestconfig: pytest.Config, kit: KitConfig, db_blocker: DatabaseBlocker
+    pytestconfig: pytest.Config, kit: KitConfig, db_blocker: DatabaseBlocker, db_seed: Seed
 ) -> AsyncIterator[AsyncEngine]:
-    """The async engine, on the session's event loop like every async fixture and test."""
+    """The async engine, on the URL's own async driver, its database made if missing, the
+    schema built once and reused, the tables emptied and seeded once per run."""
     with db_blocker.unblocked():
-        engine = build_async_test_engine(ensure_database(test_database_url(pytestconfig)))
+        engine = build_async_test_engine(ensure_database(app_database_url(pytestconfig)))
         db_blocker.kit_pools.add(id(engine.sync_engine.pool))
         async with engine.begin() as connection:
             await connection.run_sync(prepare_schema, kit.metadata, kit.alembic_config())
+        await reset_async(engine, kit, db_seed)
     yield engine
     await engine.dispose()
 
 
+async def reset_async(engine: AsyncEngine, kit: KitConfig, seed: Seed) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(reset_tables_on, kit.metadata, seed)
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def async_db_session(
-    async_db_engine: AsyncEngine, db_blocker: DatabaseBlocker
+    request: pytest.FixtureRequest,
+    async_db_engine: AsyncEngine,
+    db_blocker: DatabaseBlocker,
+    kit: KitConfig,
+    session_factory: SessionFactory,
+    db_seed: Seed,
 ) -> AsyncIterator[AsyncSession]:
-    """`db_session` for async code: an AsyncSession in a transaction rolled back at the end."""
+    """`db_session` for async code: an AsyncSession (the app's kind when its factory is async)
+    in a transaction rolled back at the end, or committing for real with
+    `@pytest.mark.db(transaction=True)`, the tables emptied and seeded again afterwards."""
+    factory = session_factory if session_factory.is_async else SessionFactory(AsyncSession)
+    makers = kit.load_all("fastapi_db_bind") if session_factory.is_async else []
     with db_blocker.unblocked():
+        if wants_commits(request):
+            with bound(makers, async_db_engine, joined=False):
+                session = factory(async_db_engine)
+                try:
+                    yield session
+                finally:
+                    await session.close()
+                    await reset_async(async_db_engine, kit, db_seed)
+            return
         async with async_db_engine.connect() as connection:
             outer = await connection.begin()
-            session = AsyncSession(
-                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
-            )
+            session = factory(connection, joined=True)
             db_blocker.start_watching()
             try:
-                yield session
+                with bound(makers, connection, joined=True):
+                    yield session
             finally:
                 db_blocker.stop_watching()
                 await session.close()
@@ -51,7 +78,7 @@ async def async_db_session(
     check_teardown(intact, db_blocker)
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def async_client(app_with_test_session: Any, kit: KitConfig) -> AsyncIterator[Any]:
     """An httpx client on the app (its lifespan run), for `async def` tests."""
     import httpx
@@ -64,4 +91,10 @@ async def async_client(app_with_test_session: Any, kit: KitConfig) -> AsyncItera
             yield client
 
 
-__all__ = ["async_client", "async_db_engine", "async_db_session"]
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def session_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop the async engine, sessions and tests run on."""
+    return asyncio.get_running_loop()
+
+
+__all__ = ["async_client", "async_db_engine", "async_db_session", "session_event_loop"]

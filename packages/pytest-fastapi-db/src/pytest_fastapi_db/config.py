@@ -27,6 +27,8 @@ INI_OPTIONS = {
     "fastapi_db_session_factory": "the app's sessionmaker or Session class, for the test session",
     "fastapi_db_bind": "the app's module-level sessionmakers to bind to the test connection",
     "fastapi_base_url": "the base URL of `client` and `async_client` (http://testserver)",
+    "fastapi_db_app_drivers": "the driver the app's URL names, per backend (postgresql+asyncpg "
+    "sqlite+aiosqlite): the app and the async fixtures get the test URL with it",
 }
 DEFAULTS = {
     "fastapi_db_url_env": "TEST_DATABASE_URL",
@@ -64,6 +66,15 @@ def app_environment(config: pytest.Config, url: URL) -> dict[str, str]:
         value = getattr(url, part)
         environment[variable] = "" if value is None else str(value)
     return environment
+
+
+def app_database_url(config: pytest.Config) -> URL:
+    """The test database as the app reaches it: with its own driver (`fastapi_db_app_drivers`)."""
+    url = test_database_url(config)
+    for drivername in config.getini("fastapi_db_app_drivers").split():
+        if drivername.partition("+")[0] == url.get_backend_name():
+            return url.set(drivername=drivername)
+    return url
 
 
 def test_database_url(config: pytest.Config) -> URL:

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.orm import Session
 
 from pytest_fastapi_db.blocker import HOW_TO_ASK, DatabaseBlocker
@@ -13,7 +13,7 @@ from pytest_fastapi_db.commits import CommitLog, capturing
 from pytest_fastapi_db.config import KitConfig, test_database_url
 from pytest_fastapi_db.databases import (
     build_test_engine,
-    empty_tables,
+    empty_tables_on,
     ensure_database,
     prepare_schema,
 )
@@ -65,16 +65,23 @@ def db_seed() -> Seed:
 def session_factory(kit: KitConfig) -> SessionFactory:
     """The test's sessions, of the app's kind (`fastapi_db_session_factory`)."""
     option = "fastapi_db_session_factory"
-    return SessionFactory(kit.load(option) if kit.option(option) else None)
+    factory = kit.load(option) if kit.option(option) else None
+    dependency = kit.load("fastapi_db_dependency") if kit.option("fastapi_db_dependency") else None
+    return SessionFactory(factory, dependency=dependency)
 
 
-def reset_tables(engine: Engine, kit: KitConfig, factory: SessionFactory, seed: Seed) -> None:
-    """Every table empty, then the seed rows committed."""
-    empty_tables(engine, kit.metadata)
+def reset_tables_on(connection: Connection, metadata: MetaData, seed: Seed) -> None:
+    """Every table empty, then the seed rows added, in the caller's transaction."""
+    empty_tables_on(connection, metadata)
     if seed is not None:
-        with factory(engine) as session:
+        with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
             seed(session)
             session.commit()
+
+
+def reset_tables(engine: Engine, kit: KitConfig, seed: Seed) -> None:
+    with engine.begin() as connection:
+        reset_tables_on(connection, kit.metadata, seed)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +89,6 @@ def db_engine(
     pytestconfig: pytest.Config,
     kit: KitConfig,
     db_blocker: DatabaseBlocker,
-    session_factory: SessionFactory,
     db_seed: Seed,
 ) -> Iterator[Engine]:
     """One engine per test process on its own database (made if missing), the schema built
@@ -92,7 +98,7 @@ def db_engine(
         db_blocker.kit_pools.add(id(engine.pool))
         with engine.begin() as connection:
             prepare_schema(connection, kit.metadata, kit.alembic_config())
-        reset_tables(engine, kit, session_factory, db_seed)
+        reset_tables(engine, kit, db_seed)
     yield engine
     engine.dispose()
 
@@ -103,10 +109,17 @@ class SessionHolder:
     session: Session
 
 
+def session_fixture_name(session_factory: SessionFactory) -> str:
+    return "async_db_session" if session_factory.is_async else "db_session"
+
+
 @pytest.fixture
-def current_session(db_session: Session) -> SessionHolder:
+def current_session(
+    request: pytest.FixtureRequest, session_factory: SessionFactory
+) -> SessionHolder:
+    """The test's session, sync or async as the app is."""
     holder = SessionHolder()
-    holder.session = db_session
+    holder.session = request.getfixturevalue(session_fixture_name(session_factory))
     return holder
 
 
@@ -130,7 +143,7 @@ def db_session(
                 yield session
             finally:
                 session.close()
-                reset_tables(db_engine, kit, session_factory, db_seed)
+                reset_tables(db_engine, kit, db_seed)
         return
     with db_blocker.unblocked(), db_engine.connect() as connection:
         outer = connection.begin()
@@ -208,7 +221,7 @@ def _database_access(request: pytest.FixtureRequest, pytestconfig: pytest.Config
         yield
         return
     if request.node.get_closest_marker(MARKER) is not None:
-        request.getfixturevalue("db_session")
+        request.getfixturevalue(session_fixture_name(request.getfixturevalue("session_factory")))
     blocker = pytestconfig.stash[BLOCKER]
     blocker.blocked_attempts.clear()
     yield
@@ -221,21 +234,33 @@ def capture_after_commit(
     current_session: SessionHolder,
 ) -> Callable[[], AbstractContextManager[CommitLog]]:
     """`with capture_after_commit() as commits:` records what each commit in the block wrote."""
-    return lambda: capturing(current_session.session)
+    # An AsyncSession's events are its sync session's.
+    return lambda: capturing(
+        getattr(current_session.session, "sync_session", current_session.session)
+    )
 
 
 QueryAssertion = Callable[[int], AbstractContextManager[QueryLog]]
 
 
 @pytest.fixture
-def assert_num_queries(db_engine: Engine) -> QueryAssertion:
-    """`with assert_num_queries(2): …` fails, listing the SQL, unless exactly 2 ran."""
-    return lambda expected: assert_queries(db_engine, expected, exact=True)
+def query_engine(request: pytest.FixtureRequest, session_factory: SessionFactory) -> Engine:
+    """The engine the app's queries run on: the async engine's sync core for an async app."""
+    if session_factory.is_async:
+        engine: Engine = request.getfixturevalue("async_db_engine").sync_engine
+        return engine
+    return request.getfixturevalue("db_engine")  # type: ignore[no-any-return]
 
 
 @pytest.fixture
-def assert_max_num_queries(db_engine: Engine) -> QueryAssertion:
-    return lambda expected: assert_queries(db_engine, expected, exact=False)
+def assert_num_queries(query_engine: Engine) -> QueryAssertion:
+    """`with assert_num_queries(2): …` fails, listing the SQL, unless exactly 2 ran."""
+    return lambda expected: assert_queries(query_engine, expected, exact=True)
+
+
+@pytest.fixture
+def assert_max_num_queries(query_engine: Engine) -> QueryAssertion:
+    return lambda expected: assert_queries(query_engine, expected, exact=False)
 
 
 __all__ = [
@@ -250,6 +275,7 @@ __all__ = [
     "db_seed",
     "db_session",
     "kit",
+    "query_engine",
     "savepoint",
     "session_factory",
 ]

@@ -16,8 +16,8 @@ from pytest_fastapi_db.blocker import DatabaseBlocker
 from pytest_fastapi_db.config import (
     DEFAULT_TEST_DATABASE_URL,
     add_ini_options,
+    app_database_url,
     app_environment,
-    test_database_url,
 )
 from pytest_fastapi_db.db_fixtures import *  # noqa: F403
 from pytest_fastapi_db.db_fixtures import BLOCKER, MARKER, active
@@ -51,7 +51,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         assert_test_database(given)
     except NotATestDatabase as exc:
         raise pytest.UsageError(str(exc)) from None
-    os.environ.update(app_environment(early_config, test_database_url(early_config)))
+    os.environ.update(app_environment(early_config, app_database_url(early_config)))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -80,7 +80,7 @@ def _group(item: pytest.Item) -> int:
     fixtures = set(getattr(item, "fixturenames", ()))
     if (marker is not None and marker.kwargs.get("transaction")) or "live_server" in fixtures:
         return TRANSACTIONAL
-    if marker is not None or fixtures & {"db_session", "async_db_session"}:
+    if marker is not None or fixtures & {"db_session", "async_db_session", "current_session"}:
         return ROLLBACK
     return NO_DATABASE
 

@@ -11,29 +11,48 @@ from sqlalchemy.orm import Session, sessionmaker
 JOINED = {"join_transaction_mode": "create_savepoint"}
 
 
-class SessionFactory:
-    """Sessions of the app's own kind: its sessionmaker (class, `expire_on_commit`, `autoflush`
-    and all) or its Session class (SQLModel's, say); without one, a plain Session that keeps
-    objects readable after commit."""
+def _is_async_factory(factory: Any) -> bool:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-    def __init__(self, factory: Any = None) -> None:
+    return isinstance(factory, async_sessionmaker) or (
+        inspect.isclass(factory) and issubclass(factory, AsyncSession)
+    )
+
+
+class SessionFactory:
+    """Sessions of the app's own kind: its sessionmaker or async_sessionmaker (class,
+    `expire_on_commit`, `autoflush` and all) or its Session class (SQLModel's, an AsyncSession
+    subclass); without one, a plain Session or AsyncSession that keeps objects readable after
+    commit. An async factory, or a db dependency that is an async generator, makes the app an
+    async one: its test sessions are AsyncSessions."""
+
+    def __init__(self, factory: Any = None, *, dependency: Any = None) -> None:
         if factory is not None and not (
             isinstance(factory, sessionmaker)
             or (inspect.isclass(factory) and issubclass(factory, Session))
+            or _is_async_factory(factory)
         ):
             raise TypeError(
-                f"fastapi_db_session_factory must be a sessionmaker or a Session class, not "
-                f"{factory!r}"
+                "fastapi_db_session_factory must be a sessionmaker, an async_sessionmaker or a "
+                f"Session class, not {factory!r}"
             )
         self.factory = factory
+        self.is_async = (
+            _is_async_factory(factory)
+            if factory is not None
+            else (inspect.isasyncgenfunction(dependency))
+        )
 
-    def __call__(self, bind: Any, *, joined: bool = False) -> Session:
+    def __call__(self, bind: Any, *, joined: bool = False) -> Any:
         """A session on `bind`; `joined`: inside its transaction, committing to SAVEPOINTs."""
         options: dict[str, Any] = {"bind": bind, **(JOINED if joined else {})}
-        if self.factory is None:
-            return Session(expire_on_commit=False, **options)
-        session: Session = self.factory(**options)
-        return session
+        if self.factory is not None:
+            return self.factory(**options)
+        if self.is_async:
+            from sqlalchemy.ext.asyncio import AsyncSession
+
+            return AsyncSession(expire_on_commit=False, **options)
+        return Session(expire_on_commit=False, **options)
 
 
 @contextmanager

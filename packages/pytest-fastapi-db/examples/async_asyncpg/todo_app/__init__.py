@@ -1,0 +1,1 @@
+"""An example async app: asyncpg (or aiosqlite), `async_sessionmaker`, `AsyncSession`."""
