@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable
 
-from pytest_fastapi_db.databases import build_test_engine, ensure_postgres_database
+from pytest_fastapi_db.databases import build_test_engine, ensure_database
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -66,7 +66,7 @@ def main() -> None:
     targets = {"SQLite (memory)": make_url("sqlite://")}
     if postgres := os.environ.get("BENCH_POSTGRES_URL"):
         base = make_url(postgres)
-        targets["PostgreSQL"] = ensure_postgres_database(base, f"{base.database}_bench")
+        targets["PostgreSQL"] = ensure_database(base.set(database=f"{base.database}_bench"))
 
     print(f"{'database':18} {'seed ms/test':>13} {'kit ms/test':>12} {'seed / kit':>11}")
     for name, url in targets.items():

@@ -12,8 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from pytest_fastapi_db.config import KitConfig, app_database_url
-from pytest_fastapi_db.databases import build_async_test_engine, ensure_database, prepare_schema
-from pytest_fastapi_db.db_fixtures import Seed, check_teardown, reset_tables_on, wants_commits
+from pytest_fastapi_db.databases import build_async_test_engine, ensure_database
+from pytest_fastapi_db.db_fixtures import (
+    Seed,
+    check_teardown,
+    one_line_failures,
+    reset_tables_on,
+    wants_commits,
+)
+from pytest_fastapi_db.schema import build_schema_async
 from pytest_fastapi_db.sessions import SessionFactory, bound
 
 
@@ -23,11 +30,10 @@ async def async_db_engine(
 ) -> AsyncIterator[AsyncEngine]:
     """The async engine, on the URL's own async driver, its database made if missing, the
     schema built once and reused, the tables emptied and seeded once per run."""
-    with db_blocker.unblocked():
+    with db_blocker.unblocked(), one_line_failures():
         engine = build_async_test_engine(ensure_database(app_database_url(pytestconfig)))
         db_blocker.kit_pools.add(id(engine.sync_engine.pool))
-        async with engine.begin() as connection:
-            await connection.run_sync(prepare_schema, kit.metadata, kit.alembic_config())
+        await build_schema_async(engine, kit.metadata, kit.alembic_config(), kit.migrations_timeout)
         await reset_async(engine, kit, db_seed)
     yield engine
     await engine.dispose()

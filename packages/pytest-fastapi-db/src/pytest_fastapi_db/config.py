@@ -27,6 +27,7 @@ INI_OPTIONS = {
     "fastapi_db_session_factory": "the app's sessionmaker or Session class, for the test session",
     "fastapi_db_bind": "the app's module-level sessionmakers to bind to the test connection",
     "fastapi_base_url": "the base URL of `client` and `async_client` (http://testserver)",
+    "fastapi_db_migrations_timeout": "seconds the migrations may take before the run fails (60)",
     "fastapi_db_app_drivers": "the driver the app's URL names, per backend (postgresql+asyncpg "
     "sqlite+aiosqlite): the app and the async fixtures get the test URL with it",
 }
@@ -35,6 +36,7 @@ DEFAULTS = {
     "fastapi_db_app_url_env": "DATABASE_URL",
     "fastapi_token_subject": "email",
     "fastapi_base_url": "http://testserver",
+    "fastapi_db_migrations_timeout": "60",
 }
 DEFAULT_TEST_DATABASE_URL = "sqlite://"
 
@@ -114,6 +116,10 @@ class KitConfig:
         if not self.option("fastapi_db_alembic"):
             return None
         return self.load("fastapi_db_alembic")()
+
+    @property
+    def migrations_timeout(self) -> float:
+        return float(self.option("fastapi_db_migrations_timeout"))
 
     def load_all(self, name: str) -> list[Any]:
         """Every `module:attribute` of a space-separated ini option."""

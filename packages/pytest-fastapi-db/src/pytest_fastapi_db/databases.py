@@ -10,23 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    Column,
     Connection,
-    Dialect,
     Engine,
     MetaData,
-    String,
-    Table,
     create_engine,
     event,
-    inspect,
-    select,
     text,
 )
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.schema import CreateTable
 
 from pytest_fastapi_db.guard import (
     MAINTENANCE_DATABASES,
@@ -36,7 +29,6 @@ from pytest_fastapi_db.guard import (
 )
 
 if TYPE_CHECKING:
-    from alembic.config import Config
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 
@@ -229,57 +221,6 @@ def ensure_database(url: URL) -> URL:
 
     on_postgres_admin(url, create_if_missing)
     return url
-
-
-# Outside the app's metadata, so no test, rollback or emptying ever touches it.
-FINGERPRINTS = Table("pytest_fastapi_db_schema", MetaData(), Column("fingerprint", String(64)))
-
-
-def schema_fingerprint(dialect: Dialect, metadata: MetaData, migrations_head: str = "") -> str:
-    """A hash of the DDL the metadata compiles to on this database, and the migrations' head."""
-    ddl = "\n".join(
-        str(CreateTable(table).compile(dialect=dialect)) for table in metadata.sorted_tables
-    )
-    return hashlib.sha256(f"{migrations_head}\n{ddl}".encode()).hexdigest()
-
-
-def prepare_schema(
-    connection: Connection, metadata: MetaData, alembic_config: "Config | None" = None
-) -> bool:
-    """Make the tables, unless the database already holds this exact schema; True if rebuilt.
-
-    With an Alembic config the schema is built by the migrations (upgrade to head, on this
-    connection: `env.py` must use `config.attributes["connection"]` when given), otherwise
-    from the metadata. Call it inside a transaction (`engine.begin()`, or `run_sync`).
-    """
-    head = _migrations_head(alembic_config) if alembic_config else ""
-    fingerprint = schema_fingerprint(connection.dialect, metadata, head)
-    if inspect(connection).has_table(FINGERPRINTS.name):
-        if connection.scalar(select(FINGERPRINTS.c.fingerprint)) == fingerprint:
-            return False
-        FINGERPRINTS.drop(connection)
-    metadata.drop_all(connection)
-    if alembic_config is None:
-        metadata.create_all(connection)
-    else:
-        _upgrade_to_head(connection, alembic_config)
-    FINGERPRINTS.create(connection)
-    connection.execute(FINGERPRINTS.insert().values(fingerprint=fingerprint))
-    return True
-
-
-def _migrations_head(alembic_config: "Config") -> str:
-    from alembic.script import ScriptDirectory
-
-    return ",".join(sorted(ScriptDirectory.from_config(alembic_config).get_heads()))
-
-
-def _upgrade_to_head(connection: Connection, alembic_config: "Config") -> None:
-    from alembic import command
-
-    connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    alembic_config.attributes["connection"] = connection
-    command.upgrade(alembic_config, "head")
 
 
 def empty_tables(engine: Engine, metadata: MetaData) -> None:

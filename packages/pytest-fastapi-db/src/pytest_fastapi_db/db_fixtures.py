@@ -11,14 +11,11 @@ from sqlalchemy.orm import Session
 from pytest_fastapi_db.blocker import HOW_TO_ASK, DatabaseBlocker
 from pytest_fastapi_db.commits import CommitLog, capturing
 from pytest_fastapi_db.config import KitConfig, test_database_url
-from pytest_fastapi_db.databases import (
-    build_test_engine,
-    empty_tables_on,
-    ensure_database,
-    prepare_schema,
-)
+from pytest_fastapi_db.databases import build_test_engine, empty_tables_on, ensure_database
+from pytest_fastapi_db.guard import NotATestDatabase
 from pytest_fastapi_db.network import only_allowed_hosts
 from pytest_fastapi_db.queries import QueryLog, assert_queries
+from pytest_fastapi_db.schema import MigrationsFailed, build_schema
 from pytest_fastapi_db.sessions import SessionFactory, bound
 
 BLOCKER = pytest.StashKey[DatabaseBlocker]()
@@ -93,14 +90,22 @@ def db_engine(
 ) -> Iterator[Engine]:
     """One engine per test process on its own database (made if missing), the schema built
     once and reused while it matches, the tables emptied and seeded once per run."""
-    with db_blocker.unblocked():
+    with db_blocker.unblocked(), one_line_failures():
         engine = build_test_engine(ensure_database(test_database_url(pytestconfig)))
         db_blocker.kit_pools.add(id(engine.pool))
-        with engine.begin() as connection:
-            prepare_schema(connection, kit.metadata, kit.alembic_config())
+        build_schema(engine, kit.metadata, kit.alembic_config(), kit.migrations_timeout)
         reset_tables(engine, kit, db_seed)
     yield engine
     engine.dispose()
+
+
+@contextmanager
+def one_line_failures() -> Iterator[None]:
+    """The kit's own refusals fail the run with their message alone, not a traceback."""
+    try:
+        yield
+    except (MigrationsFailed, NotATestDatabase) as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 class SessionHolder:
