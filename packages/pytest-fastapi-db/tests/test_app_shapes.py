@@ -2,6 +2,7 @@
 signature, seed rows, and connections that must never reach a database not made for tests."""
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from pytest_fastapi_db.guard import (
     is_test_database,
     maintenance,
 )
+from pytest_fastapi_db.sessions import SessionFactory
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import sessionmaker
 
 # The suite's own test database, read before any fixture sets one for a pytester project.
 SUITE_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -413,3 +416,31 @@ def test_an_async_dependency_gets_async_sessions_everywhere(project: pytest.Pyte
         """
     )
     run(project, "-p", "randomly").assert_outcomes(passed=4)
+
+
+def test_seed_rows_are_added_by_a_session_of_the_apps_kind(shaped: pytest.Pytester) -> None:
+    shaped.makeconftest(
+        """
+        import pytest
+        from sqlalchemy import select
+        from shaped import Note
+
+        @pytest.fixture(scope="session")
+        def db_seed():
+            def seed(session):
+                assert list(session.exec(select(Note))) == []  # AppSession's own method
+                session.add(Note(text="seeded"))
+            return seed
+        """
+    )
+    shaped.makepyfile(
+        test_seeded="def test_there(client): assert client.get('/notes').json() == ['seeded']"
+    )
+    run(shaped).assert_outcomes(passed=1)
+
+
+def test_a_sync_app_never_needs_sqlalchemys_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its import needs greenlet, which a sync app need not have installed."""
+    monkeypatch.delitem(sys.modules, "sqlalchemy.ext.asyncio", raising=False)
+    assert SessionFactory(sessionmaker()).is_async is False
+    assert "sqlalchemy.ext.asyncio" not in sys.modules

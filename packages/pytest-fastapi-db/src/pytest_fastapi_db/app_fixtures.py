@@ -93,7 +93,7 @@ def live_server(
     finally:
         fastapi_app.dependency_overrides.pop(dependency, None)
         with db_blocker.unblocked():
-            reset_tables(db_engine, kit, db_seed)
+            reset_tables(db_engine, kit, session_factory, db_seed)
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,11 @@ from pytest_fastapi_db.sessions import SessionFactory, bound
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def async_db_engine(
-    pytestconfig: pytest.Config, kit: KitConfig, db_blocker: DatabaseBlocker, db_seed: Seed
+    pytestconfig: pytest.Config,
+    kit: KitConfig,
+    db_blocker: DatabaseBlocker,
+    session_factory: SessionFactory,
+    db_seed: Seed,
 ) -> AsyncIterator[AsyncEngine]:
     """The async engine, on the URL's own async driver, its database made if missing, the
     schema built once and reused, the tables emptied and seeded once per run."""
@@ -34,14 +38,16 @@ async def async_db_engine(
         engine = build_async_test_engine(ensure_database(app_database_url(pytestconfig)))
         db_blocker.kit_pools.add(id(engine.sync_engine.pool))
         await build_schema_async(engine, kit.metadata, kit.alembic_config(), kit.migrations_timeout)
-        await reset_async(engine, kit, db_seed)
+        await reset_async(engine, kit, session_factory, db_seed)
     yield engine
     await engine.dispose()
 
 
-async def reset_async(engine: AsyncEngine, kit: KitConfig, seed: Seed) -> None:
+async def reset_async(
+    engine: AsyncEngine, kit: KitConfig, factory: SessionFactory, seed: Seed
+) -> None:
     async with engine.begin() as connection:
-        await connection.run_sync(reset_tables_on, kit.metadata, seed)
+        await connection.run_sync(reset_tables_on, kit.metadata, factory, seed)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -66,7 +72,7 @@ async def async_db_session(
                     yield session
                 finally:
                     await session.close()
-                    await reset_async(async_db_engine, kit, db_seed)
+                    await reset_async(async_db_engine, kit, session_factory, db_seed)
             return
         async with async_db_engine.connect() as connection:
             outer = await connection.begin()

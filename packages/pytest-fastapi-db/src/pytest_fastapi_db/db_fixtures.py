@@ -67,18 +67,21 @@ def session_factory(kit: KitConfig) -> SessionFactory:
     return SessionFactory(factory, dependency=dependency)
 
 
-def reset_tables_on(connection: Connection, metadata: MetaData, seed: Seed) -> None:
-    """Every table empty, then the seed rows added, in the caller's transaction."""
+def reset_tables_on(
+    connection: Connection, metadata: MetaData, factory: SessionFactory, seed: Seed
+) -> None:
+    """Every table empty, then the seed rows added (by a session of the app's kind), in the
+    caller's transaction."""
     empty_tables_on(connection, metadata)
     if seed is not None:
-        with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+        with factory.sync_session(connection) as session:
             seed(session)
             session.commit()
 
 
-def reset_tables(engine: Engine, kit: KitConfig, seed: Seed) -> None:
+def reset_tables(engine: Engine, kit: KitConfig, factory: SessionFactory, seed: Seed) -> None:
     with engine.begin() as connection:
-        reset_tables_on(connection, kit.metadata, seed)
+        reset_tables_on(connection, kit.metadata, factory, seed)
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +89,7 @@ def db_engine(
     pytestconfig: pytest.Config,
     kit: KitConfig,
     db_blocker: DatabaseBlocker,
+    session_factory: SessionFactory,
     db_seed: Seed,
 ) -> Iterator[Engine]:
     """One engine per test process on its own database (made if missing), the schema built
@@ -94,7 +98,7 @@ def db_engine(
         engine = build_test_engine(ensure_database(test_database_url(pytestconfig)))
         db_blocker.kit_pools.add(id(engine.pool))
         build_schema(engine, kit.metadata, kit.alembic_config(), kit.migrations_timeout)
-        reset_tables(engine, kit, db_seed)
+        reset_tables(engine, kit, session_factory, db_seed)
     yield engine
     engine.dispose()
 
@@ -148,7 +152,7 @@ def db_session(
                 yield session
             finally:
                 session.close()
-                reset_tables(db_engine, kit, db_seed)
+                reset_tables(db_engine, kit, session_factory, db_seed)
         return
     with db_blocker.unblocked(), db_engine.connect() as connection:
         outer = connection.begin()

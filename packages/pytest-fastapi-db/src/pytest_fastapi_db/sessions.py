@@ -2,6 +2,7 @@
 sessionmakers pointed at the test's connection for the length of a test."""
 
 import inspect
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,10 +13,13 @@ JOINED = {"join_transaction_mode": "create_savepoint"}
 
 
 def _is_async_factory(factory: Any) -> bool:
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-    return isinstance(factory, async_sessionmaker) or (
-        inspect.isclass(factory) and issubclass(factory, AsyncSession)
+    # Only an app that imported SQLAlchemy's asyncio has async sessions; importing it here
+    # would need greenlet, which sync apps need not have.
+    asyncio_ext = sys.modules.get("sqlalchemy.ext.asyncio")
+    if asyncio_ext is None:
+        return False
+    return isinstance(factory, asyncio_ext.async_sessionmaker) or (
+        inspect.isclass(factory) and issubclass(factory, asyncio_ext.AsyncSession)
     )
 
 
@@ -42,6 +46,20 @@ class SessionFactory:
             if factory is not None
             else (inspect.isasyncgenfunction(dependency))
         )
+
+    def sync_session(self, connection: Any) -> Session:
+        """A sync session of the app's kind on `connection`, inside its transaction: for seed
+        rows (an async app's sessionmaker lends its `sync_session_class`)."""
+        kind: Any = Session
+        if self.factory is not None and self.is_async:
+            kw = getattr(self.factory, "kw", {})
+            kind = kw.get(
+                "sync_session_class", getattr(self.factory, "sync_session_class", Session)
+            )
+        elif self.factory is not None:
+            kind = self.factory
+        session: Session = kind(bind=connection, **JOINED)
+        return session
 
     def __call__(self, bind: Any, *, joined: bool = False) -> Any:
         """A session on `bind`; `joined`: inside its transaction, committing to SAVEPOINTs."""
