@@ -444,3 +444,23 @@ def test_a_sync_app_never_needs_sqlalchemys_asyncio(monkeypatch: pytest.MonkeyPa
     monkeypatch.delitem(sys.modules, "sqlalchemy.ext.asyncio", raising=False)
     assert SessionFactory(sessionmaker()).is_async is False
     assert "sqlalchemy.ext.asyncio" not in sys.modules
+
+
+def test_without_a_dependency_to_override_the_bound_sessionmaker_is_enough(
+    shaped: pytest.Pytester,
+) -> None:
+    # Apps whose dependency hands out the sessionmaker itself: nothing to override.
+    shaped.makeini(SHAPED_INI.replace("fastapi_db_dependency = shaped:get_db\n", ""))
+    shaped.makepyfile(
+        test_bound_only="""
+        from shaped import Note
+
+        def test_writes_join_the_test_transaction(client, db_session):
+            client.post("/notes", params={"text": "through SessionLocal"})
+            assert [n.text for n in db_session.query(Note)] == ["through SessionLocal"]
+
+        def test_and_are_rolled_back(client):
+            assert client.get("/notes").json() == []
+        """
+    )
+    run(shaped, "-p", "randomly").assert_outcomes(passed=2)

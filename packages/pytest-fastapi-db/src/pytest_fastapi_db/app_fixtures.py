@@ -29,7 +29,12 @@ def app_with_test_session(
     session_factory: SessionFactory,
 ) -> Iterator[Any]:
     """The app, its db dependency overridden by the test's session (that key only): an async
-    generator for an async app, as FastAPI expects of its dependency."""
+    generator for an async app, as FastAPI expects of its dependency. Without
+    `fastapi_db_dependency` nothing is overridden: the app's own sessionmakers, bound by
+    `fastapi_db_bind`, make their sessions in the test's transaction."""
+    if not kit.option("fastapi_db_dependency"):
+        yield fastapi_app
+        return
     dependency = kit.load("fastapi_db_dependency")
 
     def test_session() -> Iterator[Session]:
@@ -76,13 +81,14 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """The app on a real port. Its requests commit for real (each gets a session of its own on
     the test database, as in production), and the tables are emptied afterwards."""
-    dependency = kit.load("fastapi_db_dependency")
+    dependency = kit.load("fastapi_db_dependency") if kit.option("fastapi_db_dependency") else None
 
     def request_session() -> Iterator[Session]:
         with session_factory(db_engine) as session:
             yield session
 
-    fastapi_app.dependency_overrides[dependency] = request_session
+    if dependency is not None:
+        fastapi_app.dependency_overrides[dependency] = request_session
     try:
         with (
             db_blocker.unblocked(),

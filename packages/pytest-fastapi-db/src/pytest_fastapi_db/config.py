@@ -14,7 +14,8 @@ from pytest_fastapi_db.databases import project_url
 INI_OPTIONS = {
     "fastapi_app": "the FastAPI app, as module:attribute",
     "fastapi_db_metadata": "the declarative Base or MetaData whose tables tests need",
-    "fastapi_db_dependency": "the dependency that yields a Session (get_db), as module:attribute",
+    "fastapi_db_dependency": "the dependency that yields a Session (get_db), as module:attribute; "
+    "unset, nothing is overridden and fastapi_db_bind alone points the app at the test",
     "fastapi_db_url_env": "environment variable with the test database URL (TEST_DATABASE_URL)",
     "fastapi_db_app_url_env": "environment variable the app reads its URL from (DATABASE_URL)",
     "fastapi_db_app_url_parts": "variables the app builds its URL from, as VAR=part (host, port, "
