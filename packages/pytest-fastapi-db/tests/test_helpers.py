@@ -86,3 +86,22 @@ def test_the_live_server_commits_for_real_and_cleans_up(project: pytest.Pytester
     result.assert_outcomes(passed=2)
     # Rollback tests run first, the live server's transactional ones after them.
     result.stdout.fnmatch_lines(["*test_tables_were_emptied PASSED*", "*test_over_a_real_socket*"])
+
+
+def test_a_swallowed_network_refusal_still_fails_the_test(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_swallowed="""
+        import contextlib
+        import socket
+
+        def test_a_library_that_swallows_errors():
+            with contextlib.suppress(Exception), socket.socket() as sock:
+                sock.connect(("192.0.2.1", 443))  # TEST-NET-1: never routed, never reached
+
+        def test_a_test_that_never_tried():
+            pass
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*192.0.2.1*was refused, and something caught the refusal*"])

@@ -2,15 +2,15 @@
 live server, and the check that no dependency override outlives its test."""
 
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pytest_fastapi_db.blocker import DatabaseBlocker
-from pytest_fastapi_db.config import KitConfig
+from pytest_fastapi_db.config import KitConfig, app_database_url
+from pytest_fastapi_db.databases import is_sqlite
 from pytest_fastapi_db.db_fixtures import Seed, SessionHolder, active, reset_tables
 from pytest_fastapi_db.live_server import LiveServer, LoopClient, serving
 from pytest_fastapi_db.sessions import SessionFactory, bound
@@ -72,34 +72,69 @@ def client(
 
 @pytest.fixture
 def live_server(
+    request: pytest.FixtureRequest,
+    pytestconfig: pytest.Config,
     fastapi_app: Any,
-    db_engine: Engine,
     db_blocker: DatabaseBlocker,
     kit: KitConfig,
     session_factory: SessionFactory,
     db_seed: Seed,
 ) -> Iterator[LiveServer]:
     """The app on a real port. Its requests commit for real (each gets a session of its own on
-    the test database, as in production), and the tables are emptied afterwards."""
+    the test database, as in production), and the tables are emptied afterwards. An async
+    app's sessions come from an engine without a pool, so they open on the server's own loop."""
     dependency = kit.load("fastapi_db_dependency") if kit.option("fastapi_db_dependency") else None
+    if session_factory.is_async:
+        from sqlalchemy.ext.asyncio import create_async_engine
+        from sqlalchemy.pool import NullPool
 
-    def request_session() -> Iterator[Session]:
-        with session_factory(db_engine) as session:
-            yield session
+        url = app_database_url(pytestconfig)
+        if is_sqlite(url) and url.database in (None, "", ":memory:"):
+            # One database lives on one connection: the kit's, usable from any loop.
+            engine: Any = request.getfixturevalue("async_db_engine")
+        else:
+            engine = create_async_engine(url, poolclass=NullPool)
+        # Asked for now: a fixture may not be requested during teardown.
+        reset = resetting_on_session_loop(request, kit, session_factory, db_seed)
 
+        async def request_session() -> AsyncIterator[Any]:
+            async with session_factory(engine) as session:
+                yield session
+
+        override: Any = request_session
+    else:
+        engine = request.getfixturevalue("db_engine")
+        reset = lambda: reset_tables(engine, kit, session_factory, db_seed)  # noqa: E731
+
+        def sync_request_session() -> Iterator[Session]:
+            with session_factory(engine) as session:
+                yield session
+
+        override = sync_request_session
     if dependency is not None:
-        fastapi_app.dependency_overrides[dependency] = request_session
+        fastapi_app.dependency_overrides[dependency] = override
     try:
         with (
             db_blocker.unblocked(),
-            bound(kit.load_all("fastapi_db_bind"), db_engine, joined=False),
+            bound(kit.load_all("fastapi_db_bind"), engine, joined=False),
             serving(fastapi_app) as server,
         ):
             yield server
     finally:
         fastapi_app.dependency_overrides.pop(dependency, None)
         with db_blocker.unblocked():
-            reset_tables(db_engine, kit, session_factory, db_seed)
+            reset()
+
+
+def resetting_on_session_loop(
+    request: pytest.FixtureRequest, kit: KitConfig, factory: SessionFactory, seed: Seed
+) -> Callable[[], None]:
+    """Emptying and seeding an async app's tables, on the loop its engine lives on."""
+    from pytest_fastapi_db.async_fixtures import reset_async
+
+    loop = request.getfixturevalue("session_event_loop")
+    engine = request.getfixturevalue("async_db_engine")
+    return lambda: loop.run_until_complete(reset_async(engine, kit, factory, seed))
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,9 @@
 """Fixtures of the database: the engine and its schema, seed data, the test's session (rolled
 back, or really committing), savepoints, the blocker, query counts and commit capture."""
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, MetaData
@@ -19,6 +20,7 @@ from pytest_fastapi_db.schema import MigrationsFailed, build_schema
 from pytest_fastapi_db.sessions import SessionFactory, bound
 
 BLOCKER = pytest.StashKey[DatabaseBlocker]()
+CALL_PASSED = pytest.StashKey[bool]()  # the test's call phase passed (set by the plugin)
 MARKER = "db"
 Seed = Callable[[Session], None] | None
 
@@ -186,32 +188,47 @@ def check_teardown(intact: bool, blocker: DatabaseBlocker) -> None:
 
 
 @pytest.fixture
-def savepoint(
-    db_session: Session, current_session: SessionHolder, session_factory: SessionFactory
-) -> Callable[[], AbstractContextManager[Session]]:
+def savepoint(current_session: SessionHolder, session_factory: SessionFactory) -> Any:
     """`with savepoint() as session:` runs one example (Hypothesis, schemathesis) in a SAVEPOINT
-    of its own, rolled back at the end; the app's session is that example's meanwhile."""
+    of its own, rolled back at the end; the app's session is that example's meanwhile. For an
+    async app: `async with savepoint() as session:`."""
+    test_session: Any = current_session.session  # a Session, or an AsyncSession
 
     @contextmanager
     def example() -> Iterator[Session]:
-        connection = db_session.connection()
+        connection = test_session.connection()
         nested = connection.begin_nested()
         session = session_factory(connection, joined=True)
         current_session.session = session
         try:
             yield session
         finally:
-            current_session.session = db_session
+            current_session.session = test_session
             session.close()
             if nested.is_active:
                 nested.rollback()
 
-    return example
+    @asynccontextmanager
+    async def async_example() -> AsyncIterator[Any]:
+        connection = await test_session.connection()
+        nested = await connection.begin_nested()
+        session = session_factory(connection, joined=True)
+        current_session.session = session
+        try:
+            yield session
+        finally:
+            current_session.session = test_session
+            await session.close()
+            if nested.is_active:
+                await nested.rollback()
+
+    return async_example if session_factory.is_async else example
 
 
 @pytest.fixture(autouse=True)
-def _network_access(pytestconfig: pytest.Config) -> Iterator[None]:
-    """Sockets only to loopback, the test database's host and `fastapi_allowed_hosts`."""
+def _network_access(request: pytest.FixtureRequest, pytestconfig: pytest.Config) -> Iterator[None]:
+    """Sockets only to loopback, the test database's host and `fastapi_allowed_hosts`; a
+    refusal that the test's code swallowed (a library retrying, or logging it) fails it too."""
     if not active(pytestconfig):
         yield
         return
@@ -219,8 +236,14 @@ def _network_access(pytestconfig: pytest.Config) -> Iterator[None]:
     database_host = test_database_url(pytestconfig).host
     if database_host:
         hosts.add(database_host)
-    with only_allowed_hosts(frozenset(hosts)):
+    with only_allowed_hosts(frozenset(hosts)) as refused:
         yield
+    if refused and request.node.stash.get(CALL_PASSED, False):
+        pytest.fail(
+            f"pytest-fastapi-db: the test connected to {', '.join(refused)}, was refused, and "
+            "something caught the refusal: mock external services at the HTTP layer (respx), "
+            "or add the host to `fastapi_allowed_hosts`"
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -32,14 +32,18 @@ def _allowed(address: Any, allowed_hosts: frozenset[str]) -> bool:
 
 
 @contextmanager
-def only_allowed_hosts(allowed_hosts: frozenset[str]) -> Iterator[None]:
+def only_allowed_hosts(allowed_hosts: frozenset[str]) -> Iterator[list[str]]:
+    """Refuse connections elsewhere; yields the list of the refused addresses, so that a
+    refusal some library caught and swallowed can still fail the test."""
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
+    refused: list[str] = []
 
     def check(sock: socket.socket, address: Any) -> None:
         if sock.family in (socket.AF_INET, socket.AF_INET6) and not _allowed(
             address, allowed_hosts
         ):
+            refused.append(repr(address))
             raise NetworkBlocked(
                 f"pytest-fastapi-db: the test tried to connect to {address!r}; mock external "
                 "services at the HTTP layer (respx), or add the host to "
@@ -57,7 +61,7 @@ def only_allowed_hosts(allowed_hosts: frozenset[str]) -> Iterator[None]:
     socket.socket.connect = connect  # type: ignore[method-assign,assignment]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     try:
-        yield
+        yield refused
     finally:
         socket.socket.connect = real_connect  # type: ignore[method-assign]
         socket.socket.connect_ex = real_connect_ex  # type: ignore[method-assign]

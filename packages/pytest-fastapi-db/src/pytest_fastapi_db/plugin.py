@@ -20,7 +20,7 @@ from pytest_fastapi_db.config import (
     app_environment,
 )
 from pytest_fastapi_db.db_fixtures import *  # noqa: F403
-from pytest_fastapi_db.db_fixtures import BLOCKER, MARKER, active
+from pytest_fastapi_db.db_fixtures import BLOCKER, CALL_PASSED, MARKER, active
 from pytest_fastapi_db.guard import (
     NotATestDatabase,
     allow_any_connections,
@@ -90,3 +90,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """A stable sort by group, after any shuffling: random order within each group."""
     if active(config):
         items.sort(key=_group)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Remember whether the test itself passed: teardown checks judge by it."""
+    report = yield
+    if call.when == "call":
+        item.stash[CALL_PASSED] = report.passed  # type: ignore[attr-defined]
+    return report

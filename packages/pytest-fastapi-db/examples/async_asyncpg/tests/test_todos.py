@@ -1,3 +1,4 @@
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,3 +73,18 @@ async def test_a_transactional_test_commits_for_real(async_client, async_db_sess
 @pytest.mark.asyncio
 async def test_every_test_starts_from_the_seed(async_client):
     assert (await async_client.get("/todos")).json() == []
+
+
+def test_over_a_real_socket(live_server):
+    created = httpx.post(f"{live_server}/todos", params={"title": "live"}, headers=ADA)
+    assert created.status_code == 201
+    assert [todo["title"] for todo in httpx.get(f"{live_server}/todos").json()] == ["live"]
+
+
+@pytest.mark.asyncio
+async def test_each_example_gets_a_savepoint_of_its_own(async_client, savepoint):
+    for title in ("first", "second"):
+        async with savepoint():
+            await async_client.post("/todos", params={"title": title}, headers=ADA)
+            listed = (await async_client.get("/todos")).json()
+            assert [todo["title"] for todo in listed] == [title]
