@@ -170,3 +170,28 @@ def test_an_env_py_that_migrates_another_database_is_named(project: pytest.Pytes
     result = run(project)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*the test database lacks items, users: env.py migrated another*"])
+
+
+HELPER_ENV = """
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+from pytest_fastapi_db.migrations import run_on_given_connection
+
+config = context.config
+if not run_on_given_connection(context, None):
+    raise AssertionError("the kit hands its connection over")
+"""
+
+
+def test_the_env_py_helper_runs_on_the_kits_connection(project: pytest.Pytester) -> None:
+    migrated_project(project, HELPER_ENV)  # in memory: only the kit's connection will do
+    project.makepyfile(
+        test_migrated="""
+        from sqlalchemy import inspect
+
+        def test_tables_come_from_the_migrations(db_session):
+            columns = {c["name"] for c in inspect(db_session.connection()).get_columns("items")}
+            assert "made_by_migration" in columns
+        """
+    )
+    run(project).assert_outcomes(passed=1)
