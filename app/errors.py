@@ -11,9 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.database import ConnectionsExhausted
+from app.middleware import API_SECURITY_HEADERS
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +108,33 @@ async def _database_unreachable(_request: Request, exc: Exception) -> JSONRespon
     return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
+async def _changed_meanwhile(_request: Request, _exc: Exception) -> JSONResponse:
+    # A safety net: writes lock their row first (resources.get_owned), so this should not come.
+    return JSONResponse(
+        {"detail": "The resource changed meanwhile; read it again and retry"},
+        status.HTTP_409_CONFLICT,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """Anything unforeseen: JSON naming the request, never a plain-text 500. The answer is sent
+    by Starlette's outermost middleware, past ours, so it carries our headers itself."""
+    request_id = getattr(request.state, "request_id", "")
+    logger.error(
+        "unhandled %s in %s %s (request %s)",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
+    return JSONResponse(
+        {"detail": "Internal server error", "request_id": request_id},
+        status.HTTP_500_INTERNAL_SERVER_ERROR,
+        headers={"X-Request-ID": request_id, **API_SECURITY_HEADERS},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(OperationalError, _database_unreachable)
@@ -113,3 +142,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _database_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StaleDataError, _changed_meanwhile)
+    app.add_exception_handler(Exception, _unexpected)

@@ -14,7 +14,7 @@ from app.database import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import EventBroker, build_broker
 from app.graceful import chain_before_exit
-from app.middleware import AllowedHosts, BodySizeLimit, HeadAsGet, SecurityHeaders
+from app.middleware import AllowedHosts, BodySizeLimit, HeadAsGet, RequestId, SecurityHeaders
 from app.rate_limits import RateLimits
 from app.services.external_api import build_http_client
 from app.settings import Settings, get_settings
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AllowedHosts, allowed_hosts=settings.allowed_hosts)
     docs_paths = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(SecurityHeaders, docs_paths={path for path in docs_paths if path})
+    app.add_middleware(RequestId)
     api = APIRouter(prefix=API_PREFIX)
     for module in (users, resources, external, summary):
         api.include_router(module.router)

@@ -1,5 +1,8 @@
 """ASGI middleware of our own."""
 
+import re
+import uuid
+
 from fastapi import HTTPException, status
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
@@ -96,6 +99,33 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, head_only)
 
 
+# A client's own request id is kept when it is a plain token of sane length.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class RequestId:
+    """Every request gets an id (`X-Request-ID` from the client when sane, else a new one),
+    kept in `request.state.request_id` and echoed in the answer, to tie reports to logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def with_request_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault("x-request-id", request_id)
+            await send(message)
+
+        await self.app(scope, receive, with_request_id)
+
+
 # The API serves JSON only: nothing may run, frame or be sniffed. The docs pages load Swagger
 # UI and ReDoc with inline scripts from their CDN.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
@@ -106,6 +136,14 @@ DOCS_CSP = (
     "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
 )
 HSTS = "max-age=31536000; includeSubDomains"
+
+
+API_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": API_CSP,
+}
 
 
 class SecurityHeaders:
@@ -119,13 +157,9 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        csp = DOCS_CSP if scope["path"] in self.docs_paths else API_CSP
-        fields = {
-            "x-content-type-options": "nosniff",
-            "referrer-policy": "no-referrer",
-            "x-frame-options": "DENY",
-            "content-security-policy": csp,
-        }
+        fields = {name.lower(): value for name, value in API_SECURITY_HEADERS.items()}
+        if scope["path"] in self.docs_paths:
+            fields["content-security-policy"] = DOCS_CSP
         if scope.get("scheme") == "https":
             fields["strict-transport-security"] = HSTS
 

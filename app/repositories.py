@@ -47,6 +47,13 @@ class ResourceRepository:
             return None
         return self.session.get(Resource, resource_id)
 
+    def get_for_update(self, resource_id: int) -> Resource | None:
+        """The row, locked until the transaction ends (SELECT … FOR UPDATE; SQLite's writers
+        are serialised anyway), and read afresh: a concurrent delete is seen as missing."""
+        if not id_can_exist(resource_id):
+            return None
+        return self.session.get(Resource, resource_id, with_for_update=True, populate_existing=True)
+
     def page(self, skip: int, limit: int) -> Sequence[Resource]:
         query = select(Resource).order_by(Resource.id).offset(skip).limit(limit)
         return self.session.scalars(query).all()

@@ -28,8 +28,15 @@ def get(session: Session, resource_id: int) -> Resource:
 
 
 def get_owned(session: Session, resource_id: int, user: User) -> Resource:
-    """The resource, if `user` may change it: 404 when missing, 403 when someone else's."""
-    resource = get(session, resource_id)
+    """The resource, if `user` may change it: 404 when missing, 403 when someone else's.
+
+    Locked for the rest of the request, so concurrent writes to one resource take turns: one
+    that waited for a delete finds nothing (404) instead of updating a row that is gone, and
+    of racing deletes exactly one deletes (and announces it).
+    """
+    resource = ResourceRepository(session).get_for_update(resource_id)
+    if resource is None:
+        raise NotFound("Resource not found")
     if resource.owner_id != user.id:
         raise Forbidden("Only the owner may change this resource")
     return resource
