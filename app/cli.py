@@ -11,10 +11,36 @@ from pydantic import ValidationError
 from app.settings import get_settings
 
 
+def _schema_problem() -> str | None:
+    """Why the server must not start, in one line: a database it cannot reach, or a schema
+    behind the code (every request would fail while the server looked healthy)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.database import get_engine
+    from app.migrations import schema_is_current
+
+    url = make_url(get_settings().database_url).render_as_string(hide_password=True)
+    try:
+        with get_engine().connect() as connection:
+            current = schema_is_current(connection)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return f"cannot reach the database at {url}: {reason}"
+    if not current:
+        return f"the database schema at {url} is behind: run resource-api migrate"
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.server import uvicorn_options
+
+    problem = _schema_problem()
+    if problem is not None:
+        print(f"resource-api: {problem}", file=sys.stderr)
+        return 2
 
     uvicorn.run(
         "app.main:app",

@@ -13,7 +13,7 @@ from sqlalchemy import inspect
 from app.database import build_engine
 from app.migrations import alembic_config
 from tests.conftest import PASSWORD
-from tests.servers import register_and_log_in, run_cli, running_server, server_env
+from tests.servers import free_port, register_and_log_in, run_cli, running_server, server_env
 
 
 @pytest.fixture
@@ -104,3 +104,24 @@ def test_a_bad_token_is_refused_with_403_over_a_real_socket(server: str) -> None
     }
     response = httpx.get(f"{server}/ws/updates", headers=handshake)
     assert response.status_code == 403
+
+
+def test_serve_refuses_a_database_that_was_never_migrated(cli_env: dict[str, str]) -> None:
+    result = run_cli(cli_env, "serve", "--port", str(free_port()))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("resource-api: the database schema at ")
+    assert line.endswith("is behind: run resource-api migrate")
+
+
+def test_serve_names_a_database_it_cannot_reach_without_its_password(
+    cli_env: dict[str, str],
+) -> None:
+    unreachable = "postgresql+psycopg://app:secret@127.0.0.1:1/test_nowhere"
+    result = run_cli({**cli_env, "DATABASE_URL": unreachable}, "serve", "--port", str(free_port()))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "resource-api: cannot reach the database at postgresql+psycopg://app:***@"
+    )
+    assert "secret" not in result.stderr

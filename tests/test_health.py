@@ -4,6 +4,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from app import migrations
 from app.database import ConnectionGate, ConnectionsExhausted
 from tests.conftest import StateSetter
 
@@ -35,6 +36,17 @@ def test_not_ready_when_the_database_fails(
     response = client.get("/ready")
     assert response.status_code == 503
     assert response.json() == {"detail": "Database unavailable"}
+
+
+def test_not_ready_when_the_schema_is_behind_the_code(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrations, "head_revisions", lambda: frozenset({"a-newer-revision"}))
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "Database schema is behind the code: run resource-api migrate"
+    }
 
 
 def test_openapi_docs_are_served(client: TestClient) -> None:
