@@ -10,6 +10,24 @@ from pydantic import ValidationError
 
 from app.settings import get_settings
 
+LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def _workers_problem(workers: int) -> str | None:
+    if workers > 1 and not get_settings().broker_url:
+        return (
+            f"--workers {workers} needs BROKER_URL (redis://…): without it each worker's live "
+            "updates reach only its own WebSocket subscribers"
+        )
+    return None
+
 
 def _schema_problem() -> str | None:
     """Why the server must not start, in one line: a database it cannot reach, or a schema
@@ -37,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.server import uvicorn_options
 
-    problem = _schema_problem()
+    problem = _workers_problem(args.workers) or _schema_problem()
     if problem is not None:
         print(f"resource-api: {problem}", file=sys.stderr)
         return 2
@@ -100,11 +118,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resource-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP server")
-    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info")
+    helpful = argparse.ArgumentDefaultsHelpFormatter
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP server (settings come from the environment; see the README)",
+        formatter_class=helpful,
+    )
+    serve.add_argument(
+        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on ($HOST)"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "8000")),
+        help="port to listen on ($PORT)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="server processes; more than one needs BROKER_URL, so that live updates reach "
+        "every worker's subscribers",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, help="the server's log level"
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
@@ -113,8 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     create_user = commands.add_parser(
         "create-user", help="add a user; the password is asked for, or read from stdin"
     )
-    create_user.add_argument("--email", required=True)
-    create_user.add_argument("--username", required=True)
+    create_user.add_argument("--email", required=True, help="the user's email (lower-cased)")
+    create_user.add_argument(
+        "--username", required=True, help="letters, digits, '_', '.' and '-'; case-sensitive"
+    )
     create_user.set_defaults(handler=_create_user)
     return parser
 

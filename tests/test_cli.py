@@ -125,3 +125,32 @@ def test_serve_names_a_database_it_cannot_reach_without_its_password(
         "resource-api: cannot reach the database at postgresql+psycopg://app:***@"
     )
     assert "secret" not in result.stderr
+
+
+def test_several_workers_without_a_broker_are_refused(cli_env: dict[str, str]) -> None:
+    assert run_cli(cli_env, "migrate").returncode == 0
+    result = run_cli({**cli_env, "BROKER_URL": ""}, "serve", "--workers", "2")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("resource-api: --workers 2 needs BROKER_URL")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--log-level", "bogus"), ("--workers", "0"), ("--port", "x")]
+)
+def test_bad_options_are_usage_errors_not_tracebacks(
+    cli_env: dict[str, str], option: str, value: str
+) -> None:
+    result = run_cli(cli_env, "serve", option, value)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"argument {option}" in result.stderr
+
+
+def test_serve_help_explains_every_option_and_its_default(cli_env: dict[str, str]) -> None:
+    result = run_cli(cli_env, "serve", "--help")
+    assert result.returncode == 0
+    for option in ("--host", "--port", "--workers", "--log-level"):
+        assert option in result.stdout
+    assert "(default: 127.0.0.1)" in result.stdout
+    assert "(default: info)" in result.stdout
