@@ -152,16 +152,17 @@ class SecurityHeaders:
     def __init__(self, app: ASGIApp, docs_paths: set[str]) -> None:
         self.app = app
         self.docs_paths = docs_paths
+        # Built once, not per request: the API's fields, and the docs pages' own CSP.
+        self.api_fields = {name.lower(): value for name, value in API_SECURITY_HEADERS.items()}
+        self.docs_fields = {**self.api_fields, "content-security-policy": DOCS_CSP}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        fields = {name.lower(): value for name, value in API_SECURITY_HEADERS.items()}
-        if scope["path"] in self.docs_paths:
-            fields["content-security-policy"] = DOCS_CSP
+        fields = self.docs_fields if scope["path"] in self.docs_paths else self.api_fields
         if scope.get("scheme") == "https":
-            fields["strict-transport-security"] = HSTS
+            fields = {**fields, "strict-transport-security": HSTS}
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

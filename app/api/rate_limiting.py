@@ -27,10 +27,8 @@ def client_address(connection: HTTPConnection) -> str:
     return connection.client.host if connection.client else "unknown"
 
 
-async def enforce(limits: RateLimits | None, policy: Policy, key: str, response: Response) -> None:
+async def enforce(limits: RateLimits, policy: Policy, key: str, response: Response) -> None:
     """Count one request; 429 with the headers when over, the headers on the answer if not."""
-    if limits is None:
-        return
     decision = await limits.limiter.hit(policy, key)
     if not decision.allowed:
         headers = decision.headers()

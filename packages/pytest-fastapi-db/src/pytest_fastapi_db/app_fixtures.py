@@ -83,7 +83,7 @@ def live_server(
     """The app on a real port. Its requests commit for real (each gets a session of its own on
     the test database, as in production), and the tables are emptied afterwards. An async
     app's sessions come from an engine without a pool, so they open on the server's own loop."""
-    dependency = kit.load("fastapi_db_dependency") if kit.option("fastapi_db_dependency") else None
+    dependency = kit.load_optional("fastapi_db_dependency")
     if session_factory.is_async:
         from sqlalchemy.ext.asyncio import create_async_engine
         from sqlalchemy.pool import NullPool

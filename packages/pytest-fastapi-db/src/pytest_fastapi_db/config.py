@@ -112,6 +112,10 @@ class KitConfig:
     def load(self, name: str) -> Any:
         return import_object(self.option(name), name)
 
+    def load_optional(self, name: str) -> Any:
+        """The object an ini option names, or None when the option is unset."""
+        return self.load(name) if self.option(name) else None
+
     def alembic_config(self) -> Any:
         """The Alembic config to build the schema with, or None to build it from the metadata."""
         if not self.option("fastapi_db_alembic"):

@@ -63,10 +63,10 @@ def db_seed() -> Seed:
 @pytest.fixture(scope="session")
 def session_factory(kit: KitConfig) -> SessionFactory:
     """The test's sessions, of the app's kind (`fastapi_db_session_factory`)."""
-    option = "fastapi_db_session_factory"
-    factory = kit.load(option) if kit.option(option) else None
-    dependency = kit.load("fastapi_db_dependency") if kit.option("fastapi_db_dependency") else None
-    return SessionFactory(factory, dependency=dependency)
+    return SessionFactory(
+        kit.load_optional("fastapi_db_session_factory"),
+        dependency=kit.load_optional("fastapi_db_dependency"),
+    )
 
 
 def reset_tables_on(
