@@ -1,6 +1,6 @@
 """Domain errors raised by services, and the one place that turns errors into HTTP answers.
 
-Every error body is JSON with a `detail`, whatever raised it.
+Every error is an RFC 9457 problem (`app.problems`) with a string `detail`, whatever raised it.
 """
 
 import logging
@@ -8,7 +8,8 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
@@ -16,12 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.database import ConnectionsExhausted
 from app.middleware import API_SECURITY_HEADERS
+from app.problems import problem_response
 
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "Database unavailable"
 DATABASE_BUSY = "Database busy; retry shortly"
 RETRY_AFTER_SECONDS = 1
+PYDANTIC_VALUE_ERROR = "Value error, "
 
 
 class DomainError(Exception):
@@ -66,59 +69,87 @@ def _printable(value: Any) -> Any:
     return value
 
 
-def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # `input` and `ctx` echo the client's data back (possibly huge, possibly unencodable).
     return [
         {
-            "type": error["type"],
             "loc": [_printable(part) for part in error["loc"]],
-            "msg": _printable(error["msg"]),
+            "msg": _printable(error["msg"]).removeprefix(PYDANTIC_VALUE_ERROR),
+            "type": error["type"],
         }
         for error in exc.errors()
     ]
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+def _summary(errors: list[dict[str, Any]]) -> str:
+    """One line naming each field and what is wrong with it."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in errors
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)
+    return problem_response(request.scope, exc.status_code, exc.detail, exc.headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": _validation_detail(exc)}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+    errors = _field_errors(exc)
+    return problem_response(
+        request.scope, status.HTTP_422_UNPROCESSABLE_CONTENT, _summary(errors), errors=errors
+    )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's),
+    with HEAD wherever GET is (HeadAsGet)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        path_regex = getattr(route, "path_regex", None)
+        if path_regex is not None and path_regex.match(request.scope["path"]):
+            methods |= route.methods or set()
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(
-        {"detail": exc.detail}, exc.status_code, headers=getattr(exc, "headers", None)
-    )
+    headers = dict(exc.headers or {})
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        headers["Allow"] = allowed_methods(request)
+    return problem_response(request.scope, exc.status_code, str(exc.detail), headers)
 
 
-async def _database_busy(_request: Request, _exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"detail": DATABASE_BUSY},
+async def _database_busy(request: Request, _exc: Exception) -> Response:
+    return problem_response(
+        request.scope,
         status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        DATABASE_BUSY,
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
-async def _database_unreachable(_request: Request, exc: Exception) -> JSONResponse:
+async def _database_unreachable(request: Request, exc: Exception) -> Response:
     logger.error("database operation failed: %s", exc)
-    return JSONResponse({"detail": DATABASE_UNAVAILABLE}, status.HTTP_503_SERVICE_UNAVAILABLE)
-
-
-async def _changed_meanwhile(_request: Request, _exc: Exception) -> JSONResponse:
-    # A safety net: writes lock their row first (resources.get_owned), so this should not come.
-    return JSONResponse(
-        {"detail": "The resource changed meanwhile; read it again and retry"},
-        status.HTTP_409_CONFLICT,
+    return problem_response(
+        request.scope, status.HTTP_503_SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    """Anything unforeseen: JSON naming the request, never a plain-text 500. The answer is sent
-    by Starlette's outermost middleware, past ours, so it carries our headers itself."""
+async def _changed_meanwhile(request: Request, _exc: Exception) -> Response:
+    # A safety net: writes lock their row first (resources.get_owned), so this should not come.
+    return problem_response(
+        request.scope,
+        status.HTTP_409_CONFLICT,
+        "The resource changed meanwhile; read it again and retry",
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    """Anything unforeseen: a problem naming the request, never a plain-text 500. The answer is
+    sent by Starlette's outermost middleware, past ours, so it carries our headers itself."""
     request_id = getattr(request.state, "request_id", "")
     logger.error(
         "unhandled %s in %s %s (request %s)",
@@ -128,10 +159,11 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id,
         exc_info=exc,
     )
-    return JSONResponse(
-        {"detail": "Internal server error", "request_id": request_id},
+    return problem_response(
+        request.scope,
         status.HTTP_500_INTERNAL_SERVER_ERROR,
-        headers={"X-Request-ID": request_id, **API_SECURITY_HEADERS},
+        "Internal server error",
+        {"X-Request-ID": request_id, **API_SECURITY_HEADERS},
     )
 
 

@@ -5,9 +5,10 @@ import uuid
 
 from fastapi import HTTPException, status
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
+
+from app.problems import problem_response
 
 TOO_LARGE = "Request body too large"
 
@@ -16,7 +17,7 @@ class BodySizeLimit:
     """Refuse request bodies over `max_bytes` with a JSON 413.
 
     FastAPI's own `max_body_size` answers in plain text, which breaks the rule that every
-    error body is JSON with a `detail`; this one answers early when Content-Length is too
+    error is a JSON problem; this one answers early when Content-Length is too
     big, and mid-stream (chunked uploads) through the app's own exception handlers.
     """
 
@@ -30,7 +31,7 @@ class BodySizeLimit:
             return
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": TOO_LARGE}, status.HTTP_413_CONTENT_TOO_LARGE)
+            response = problem_response(scope, status.HTTP_413_CONTENT_TOO_LARGE, TOO_LARGE)
             await response(scope, receive, send)
             return
         received = 0
@@ -74,7 +75,7 @@ class AllowedHosts:
                 scope, receive, send
             )
         else:
-            response = JSONResponse({"detail": "Invalid host header"}, status.HTTP_400_BAD_REQUEST)
+            response = problem_response(scope, status.HTTP_400_BAD_REQUEST, "Invalid host header")
             await response(scope, receive, send)
 
 

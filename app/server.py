@@ -8,7 +8,7 @@ caps the header block; `GuardedH11Protocol` adds what neither gives:
 - a cap on open connections per process: at the cap, a new connection evicts the one that
   has waited longest without sending a request (a slow or idle client), and is refused with
   a JSON 503 only when every connection is busy with a request;
-- JSON answers for the errors the parser raises itself (every answer is JSON).
+- problem answers (RFC 9457) for the errors the parser raises itself (every answer is JSON).
 
 The idle keep-alive timeout and the bounded graceful shutdown are uvicorn's own settings.
 """
@@ -17,35 +17,33 @@ import asyncio
 import json
 import logging
 import weakref
+from http import HTTPStatus
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from app.problems import PROBLEM_MEDIA_TYPE, problem_body
 from app.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 
-def raw_json_response(status: int, reason: str, detail: str) -> bytes:
+def raw_problem_response(status: int, detail: str) -> bytes:
     """A whole HTTP/1.1 response that closes the connection, for answers before any request."""
-    body = json.dumps({"detail": detail}).encode()
+    body = json.dumps(problem_body(status, detail)).encode()
     head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: {PROBLEM_MEDIA_TYPE}\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body
 
 
-HEADERS_TOO_LARGE = raw_json_response(
-    431, "Request Header Fields Too Large", "Request header fields too large"
-)
-BAD_REQUEST = raw_json_response(400, "Bad Request", "Invalid HTTP request")
-HEAD_TIMEOUT = raw_json_response(408, "Request Timeout", "Request headers not received in time")
-TOO_MANY_CONNECTIONS = raw_json_response(
-    503, "Service Unavailable", "Too many connections; retry shortly"
-)
+HEADERS_TOO_LARGE = raw_problem_response(431, "Request header fields too large")
+BAD_REQUEST = raw_problem_response(400, "Invalid HTTP request")
+HEAD_TIMEOUT = raw_problem_response(408, "Request headers not received in time")
+TOO_MANY_CONNECTIONS = raw_problem_response(503, "Too many connections; retry shortly")
 
 
 class CappedConnection(h11.Connection):

@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.services import resources
+from tests.problems import assert_problem
 
 
 @pytest.fixture
@@ -19,11 +20,7 @@ def fragile_client(app_with_test_session: FastAPI, monkeypatch: pytest.MonkeyPat
 def test_an_unhandled_error_is_a_json_500_with_the_request_id(fragile_client: TestClient) -> None:
     with fragile_client:
         response = fragile_client.get("/api/v1/resources")
-    assert response.status_code == 500
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["detail"] == "Internal server error"
-    assert body["request_id"] == response.headers["x-request-id"]
+    body = assert_problem(response, 500, "Internal server error")
     assert len(body["request_id"]) == 32
     assert "a bug nobody foresaw" not in response.text
     assert response.headers["x-content-type-options"] == "nosniff"

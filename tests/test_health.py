@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 from app import migrations
 from app.database import ConnectionGate, ConnectionsExhausted
 from tests.conftest import StateSetter
+from tests.problems import assert_problem
 
 
 def test_health_answers_without_the_database(client: TestClient) -> None:
@@ -34,8 +35,7 @@ def test_not_ready_when_the_database_fails(
 
     monkeypatch.setattr(db_session, "execute", broken)
     response = client.get("/ready")
-    assert response.status_code == 503
-    assert response.json() == {"detail": "Database unavailable"}
+    assert_problem(response, 503, "Database unavailable")
 
 
 def test_not_ready_when_the_schema_is_behind_the_code(
@@ -43,10 +43,7 @@ def test_not_ready_when_the_schema_is_behind_the_code(
 ) -> None:
     monkeypatch.setattr(migrations, "head_revisions", lambda: frozenset({"a-newer-revision"}))
     response = client.get("/ready")
-    assert response.status_code == 503
-    assert response.json() == {
-        "detail": "Database schema is behind the code: run resource-api migrate"
-    }
+    assert_problem(response, 503, "Database schema is behind the code: run resource-api migrate")
 
 
 def test_openapi_docs_are_served(client: TestClient) -> None:
@@ -64,7 +61,7 @@ def test_a_full_connection_gate_answers_503_with_retry_after(
 
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    assert response.json() == {"detail": "Database busy; retry shortly"}
+    assert_problem(response, 503, "Database busy; retry shortly")
     assert client.get("/health").status_code == 200  # no database, no gate
 
 

@@ -12,6 +12,7 @@ from app.main import create_app
 from app.models import User
 from app.settings import get_settings
 from tests.conftest import PASSWORD
+from tests.problems import assert_problem
 
 URL = "/api/v1/resources"
 
@@ -39,8 +40,7 @@ def test_allowed_hosts_are_served(strict_app: FastAPI, host: str) -> None:
 def test_other_hosts_get_a_json_400(strict_app: FastAPI, host: str) -> None:
     with TestClient(strict_app) as client:
         response = client.get("/health", headers={"Host": host})
-    assert response.status_code == 400
-    assert response.json() == {"detail": "Invalid host header"}
+    assert_problem(response, 400, "Invalid host header")
     assert response.headers["x-content-type-options"] == "nosniff"
 
 

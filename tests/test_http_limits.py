@@ -75,8 +75,10 @@ def closed_by_server(sock: socket.socket) -> bool:
 def assert_json_answer(sock: socket.socket, status: int) -> None:
     got, headers, body = read_response(sock)
     assert got == status, body
-    assert headers["content-type"] == "application/json"
-    assert json.loads(body)["detail"]
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert problem["status"] == status
+    assert problem["detail"]
 
 
 def health_latency(server: Server) -> float:
