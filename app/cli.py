@@ -1,4 +1,4 @@
-"""`resource-api`: serve, migrate, create-user."""
+"""`resource-api`: serve, migrate, create-user, demo-upstream."""
 
 import argparse
 import getpass
@@ -71,6 +71,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_upstream(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("app.demo_upstream:app", host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _migrate(_args: argparse.Namespace) -> int:
     from app.migrations import upgrade_to_head
 
@@ -114,6 +121,16 @@ def _create_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _listen_options(command: argparse.ArgumentParser, default_port: int, port_help: str) -> None:
+    command.add_argument(
+        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on ($HOST)"
+    )
+    command.add_argument("--port", type=int, default=default_port, help=port_help)
+    command.add_argument(
+        "--log-level", default="info", choices=LOG_LEVELS, help="the server's log level"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resource-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,15 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the HTTP server (settings come from the environment; see the README)",
         formatter_class=helpful,
     )
-    serve.add_argument(
-        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="address to listen on ($HOST)"
-    )
-    serve.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get("PORT", "8000")),
-        help="port to listen on ($PORT)",
-    )
+    _listen_options(serve, int(os.environ.get("PORT", "8000")), "port to listen on ($PORT)")
     serve.add_argument(
         "--workers",
         type=_positive,
@@ -140,10 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes; more than one needs BROKER_URL, so that live updates reach "
         "every worker's subscribers",
     )
-    serve.add_argument(
-        "--log-level", default="info", choices=LOG_LEVELS, help="the server's log level"
-    )
     serve.set_defaults(handler=_serve)
+
+    upstream = commands.add_parser(
+        "demo-upstream",
+        help="run a stand-in external service for external-data "
+        "(EXTERNAL_API_URL=http://127.0.0.1:8001)",
+        formatter_class=helpful,
+    )
+    _listen_options(upstream, 8001, "port to listen on")
+    upstream.set_defaults(handler=_demo_upstream)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
     migrate.set_defaults(handler=_migrate)

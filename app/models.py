@@ -4,7 +4,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import Mapped, mapped_column, orm_insert_sentinel, relationship
 
@@ -16,7 +15,9 @@ NAME_MAX_LENGTH = 255
 USERNAME_MAX_LENGTH = 50
 EMAIL_MAX_LENGTH = 320
 
-JSONDocument = JSON().with_variant(JSONB(), "postgresql")
+# PostgreSQL's `json`, not `jsonb`: it keeps any JSON text, NUL escapes included (`jsonb`
+# refuses them), and nothing queries inside metadata.
+JSONDocument = JSON()
 
 
 def id_can_exist(row_id: int) -> bool:

@@ -2,9 +2,11 @@
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -13,7 +15,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
-    model_validator,
+    WithJsonSchema,
 )
 
 from app.models import NAME_MAX_LENGTH, USERNAME_MAX_LENGTH
@@ -26,10 +28,7 @@ PASSWORD_MAX_LENGTH = 128
 BULK_MAX_ITEMS = 1000
 
 
-def storable_text_problem(value: str) -> str | None:
-    """Why a database could not keep `value` (NUL for PostgreSQL, lone surrogates for UTF-8)."""
-    if "\x00" in value:
-        return "Text must not contain NUL characters"
+def _unicode_problem(value: str) -> str | None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -37,9 +36,20 @@ def storable_text_problem(value: str) -> str | None:
     return None
 
 
-def _storable_text(value: str) -> str:
-    if problem := storable_text_problem(value):
+def storable_text_problem(value: str) -> str | None:
+    """Why a text column could not keep `value` (NUL for PostgreSQL, lone surrogates for UTF-8)."""
+    if "\x00" in value:
+        return "Text must not contain NUL characters"
+    return _unicode_problem(value)
+
+
+def _raise_if(problem: str | None) -> None:
+    if problem:
         raise ValueError(problem)
+
+
+def _storable_text(value: str) -> str:
+    _raise_if(storable_text_problem(value))
     return value
 
 
@@ -47,19 +57,40 @@ def _checked_text(value: object) -> object:
     return _storable_text(value) if isinstance(value, str) else value
 
 
+# The same rules for the OpenAPI document (JSON Schema patterns), so that generated clients
+# and fuzzers know them: no NUL; a name holds something besides blanks. Lone surrogates are
+# not Unicode text, so JSON Schema strings hold none and the patterns need not name them.
+STORABLE_PATTERN = r"^[^\u0000]*$"
+# Blank by either ECMAScript's `\s` or Python's `str.isspace`, spelt out so that the document
+# and the check below agree on every character.
+_BLANKS = (
+    r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a"
+    r"\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+NOT_BLANK_PATTERN = rf"^[^\u0000]*[^\u0000{_BLANKS}][^\u0000]*$"
+_SOMETHING_BESIDES_BLANKS = re.compile(rf"[^{_BLANKS}]")
+
 SafeStr = Annotated[str, AfterValidator(_storable_text)]
+StorableStr = Annotated[SafeStr, Field(json_schema_extra={"pattern": STORABLE_PATTERN})]
 
 
 def _resource_name(value: str) -> str:
-    if not value.strip():
+    if not _SOMETHING_BESIDES_BLANKS.search(value):
         raise ValueError("Name cannot be empty")
     if len(value) > NAME_MAX_LENGTH:
         raise ValueError("Name too long")
     return value
 
 
-ResourceName = Annotated[SafeStr, AfterValidator(_resource_name)]
-Description = Annotated[SafeStr, Field(max_length=DESCRIPTION_MAX_LENGTH)]
+# Checked by `_resource_name`, for the seed's messages; the document states the same limits.
+_NAME_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": NAME_MAX_LENGTH,
+    "pattern": NOT_BLANK_PATTERN,
+}
+ResourceName = Annotated[SafeStr, AfterValidator(_resource_name), WithJsonSchema(_NAME_SCHEMA)]
+Description = Annotated[StorableStr, Field(max_length=DESCRIPTION_MAX_LENGTH)]
 
 
 def _metadata_object(value: object) -> dict[str, Any]:
@@ -73,14 +104,14 @@ def _metadata_object(value: object) -> dict[str, Any]:
             if depth > METADATA_MAX_DEPTH:
                 raise ValueError(f"Metadata nested deeper than {METADATA_MAX_DEPTH} levels")
             for key, child in node.items():
-                _storable_text(key)
+                _raise_if(_unicode_problem(key))
                 pending.append((child, depth + 1))
         elif isinstance(node, list):
             if depth > METADATA_MAX_DEPTH:
                 raise ValueError(f"Metadata nested deeper than {METADATA_MAX_DEPTH} levels")
             pending.extend((child, depth + 1) for child in node)
         elif isinstance(node, str):
-            _storable_text(node)
+            _raise_if(_unicode_problem(node))
         elif isinstance(node, float) and not math.isfinite(node):
             raise ValueError("Metadata numbers must be finite (no NaN or Infinity)")
     size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
@@ -89,7 +120,14 @@ def _metadata_object(value: object) -> dict[str, Any]:
     return value
 
 
-Metadata = Annotated[dict[str, Any], BeforeValidator(_metadata_object)]
+_METADATA_SCHEMA = WithJsonSchema(
+    {
+        "type": "object",
+        "description": f"Any JSON object, nested at most {METADATA_MAX_DEPTH} levels, "
+        f"of at most {METADATA_MAX_BYTES} bytes",
+    }
+)
+Metadata = Annotated[dict[str, Any], BeforeValidator(_metadata_object), _METADATA_SCHEMA]
 
 
 class ResourceCreate(BaseModel):
@@ -100,21 +138,24 @@ class ResourceCreate(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
+def _name_not_null(value: object) -> object:
+    if value is None:
+        raise ValueError("Name cannot be null")
+    return value
+
+
 class ResourcePatch(BaseModel):
     """PATCH: only the fields given change; `description: null` clears it."""
 
-    name: ResourceName | None = None
+    # Left out means unchanged (a default is not validated); null is refused by each field's
+    # first validator, and the document offers no null (nor a `default: null`).
+    name: Annotated[
+        ResourceName | None, BeforeValidator(_name_not_null), WithJsonSchema(_NAME_SCHEMA)
+    ] = None
     description: Description | None = None
-    metadata: Metadata | None = None
-
-    @model_validator(mode="after")
-    def _required_fields_not_null(self) -> "ResourcePatch":
-        fields_set = self.model_fields_set
-        if "name" in fields_set and self.name is None:
-            raise ValueError("Name cannot be null")
-        if "metadata" in fields_set and self.metadata is None:
-            raise ValueError("Metadata must be object")
-        return self
+    metadata: Annotated[
+        dict[str, Any] | None, BeforeValidator(_metadata_object), _METADATA_SCHEMA
+    ] = None
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)
@@ -132,16 +173,40 @@ class ResourceOut(BaseModel):
     updated_at: datetime
 
 
+USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 Username = Annotated[
     SafeStr,
-    StringConstraints(min_length=1, max_length=USERNAME_MAX_LENGTH, pattern=r"^[A-Za-z0-9_.\-]+$"),
+    StringConstraints(min_length=1, max_length=USERNAME_MAX_LENGTH, pattern=USERNAME_PATTERN),
+    # Stated again for the document: after a validator pydantic leaves the pattern out of it.
+    Field(json_schema_extra={"pattern": USERNAME_PATTERN}),
 ]
-Password = Annotated[SafeStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+Password = Annotated[
+    StorableStr, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)
+]
+
+
+def _any_case(word: str) -> str:
+    """`word` as a pattern of any letter case (ECMAScript patterns have no inline flags)."""
+    return "".join(f"[{letter}{letter.upper()}]" for letter in word)
+
+
+# Addresses at special-use domains (RFC 6761 and kin) can receive no mail, so email-validator
+# refuses them; the document says so.
+_AT_SPECIAL_USE_DOMAIN = rf"[@.]({'|'.join(map(_any_case, SPECIAL_USE_DOMAIN_NAMES))})$"
+Email = Annotated[
+    EmailStr,
+    BeforeValidator(_checked_text),
+    AfterValidator(str.lower),
+    Field(
+        description="An address mail can reach: none at a special-use domain (`.test`, …)",
+        json_schema_extra={"not": {"pattern": _AT_SPECIAL_USE_DOMAIN}},
+    ),
+]
 
 
 class UserCreate(BaseModel):
     # Lower-cased whole: mail systems treat addresses case-insensitively, so must uniqueness.
-    email: Annotated[EmailStr, BeforeValidator(_checked_text), AfterValidator(str.lower)]
+    email: Email
     username: Username
     password: Password
 

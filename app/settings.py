@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     # Empty: live updates fan out within one process. `redis://host:6379/0`: across processes.
     broker_url: str = ""
     broker_channel: str = "resource-api:updates"  # deployments sharing a Redis need their own
-    external_api_url: str = "http://127.0.0.1:8001"
+    # Empty: external-data answers 503 "External service not configured", asking nobody.
+    external_api_url: str = ""
     external_api_key: str = ""
     external_api_timeout: float = Field(default=5.0, gt=0)
     external_api_max_reply_bytes: int = Field(default=1024 * 1024, ge=1)

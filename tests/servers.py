@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
@@ -55,18 +56,18 @@ class Server(NamedTuple):
 
 
 @contextmanager
-def running_server(env: dict[str, str], *serve_args: str) -> Iterator[Server]:
-    """Serve until the block ends; yields the server once `/health` answers."""
+def _serving(command: list[str], env: dict[str, str], probe_path: str) -> Iterator[Server]:
+    """Run `command` (a server taking --port) until the block ends; yields once `probe_path`
+    answers."""
     port = free_port()
-    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
-    process = subprocess.Popen([*command, "--log-level", "warning", *serve_args], env=env)
+    process = subprocess.Popen([*command, "--port", str(port)], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             assert process.poll() is None, "the server exited during start-up"
             try:
-                httpx.get(f"{base}/health", timeout=1)
+                httpx.get(f"{base}{probe_path}", timeout=1)
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "the server did not start"
@@ -76,6 +77,18 @@ def running_server(env: dict[str, str], *serve_args: str) -> Iterator[Server]:
         if process.poll() is None:
             process.terminate()
         process.wait(timeout=15)
+
+
+def running_server(env: dict[str, str], *serve_args: str) -> ContextManager[Server]:
+    """`resource-api serve` until the block ends; yields the server once `/health` answers."""
+    command = [sys.executable, "-m", "app.cli", "serve", "--log-level", "warning", *serve_args]
+    return _serving(command, env, "/health")
+
+
+def running_demo_upstream() -> ContextManager[Server]:
+    """`resource-api demo-upstream`, the stand-in external service, until the block ends."""
+    command = [sys.executable, "-m", "app.cli", "demo-upstream", "--log-level", "warning"]
+    return _serving(command, dict(os.environ), "/resources/1")
 
 
 def register_and_log_in(base: str, username: str) -> dict[str, str]:

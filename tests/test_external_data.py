@@ -14,9 +14,17 @@ import respx
 from fastapi.testclient import TestClient
 
 from app.services import external_api
-from app.services.external_api import ExternalClient, ExternalNotFound
+from app.services.external_api import NOT_CONFIGURED, ExternalClient, ExternalNotFound
 from app.settings import get_settings
-from tests.servers import register_and_log_in, run_cli, running_server, server_env, server_rss_mib
+from tests.problems import assert_problem
+from tests.servers import (
+    register_and_log_in,
+    run_cli,
+    running_demo_upstream,
+    running_server,
+    server_env,
+    server_rss_mib,
+)
 
 URL = "/api/v1/resources/7/external-data"
 SUCCESS = {"status": "success", "data": {"colour": "teal", "stock": 3}}
@@ -98,8 +106,7 @@ def test_any_failure_is_a_503(
 
     response = client.get(URL, headers=auth_headers)
 
-    assert response.status_code == 503
-    assert response.json() == {"detail": "Service temporarily unavailable"}
+    assert_problem(response, 503, "Service temporarily unavailable")
 
 
 @pytest.mark.parametrize(
@@ -147,6 +154,32 @@ def test_a_slow_service_hits_the_overall_deadline(
 
     assert response.status_code == 503
     assert elapsed < short_deadline + 1.0  # the trickle alone would take 3.3 s
+
+
+def test_without_a_configured_service_it_is_a_503_asking_nobody(
+    client: TestClient,
+    auth_headers: dict,
+    external_api: respx.MockRouter,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    route = external_api.get("/resources/7").respond(json=SUCCESS)
+    monkeypatch.setattr(get_settings(), "external_api_url", "")
+    assert_problem(client.get(URL, headers=auth_headers), 503, NOT_CONFIGURED)
+    assert not route.called
+    # A setting, not a failure: the answer says it, and the log is not filled with it.
+    assert not [record for record in caplog.records if record.name == external_api.logger.name]
+
+
+def test_the_demo_upstream_speaks_the_reply_contract() -> None:
+    with running_demo_upstream() as upstream:
+        settings = get_settings().model_copy(update={"external_api_url": upstream.url})
+        reply = anyio.run(ExternalClient(settings=settings).fetch_data, 5)
+        assert reply["status"] == "success"
+        assert reply["data"]["resource_id"] == 5
+        assert anyio.run(external_api.fetch_external_data, ExternalClient(settings=settings), 5)
+        with pytest.raises(ExternalNotFound):
+            anyio.run(ExternalClient(settings=settings).fetch_data, 1_000_001)
 
 
 def test_the_client_works_without_a_shared_pool(external_api: respx.MockRouter) -> None:

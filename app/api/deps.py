@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from app import auth
+from app.api.openapi import may_answer
 from app.database import ConnectionGate, get_db
 from app.events.broker import EventBroker
 from app.models import Resource, User
@@ -30,11 +31,15 @@ def connection_gate(connection: HTTPConnection) -> ConnectionGate:
 Gate = Annotated[ConnectionGate, Depends(connection_gate)]
 
 
+@may_answer(503)
 async def connection_slot(connection: HTTPConnection) -> AsyncIterator[None]:
     """Wait (on the event loop, not a thread) until a database connection may be had."""
     async with connection_gate(connection).slot():
         yield
 
+
+# Any query may find the database gone (OperationalError → 503).
+may_answer(503)(get_db)
 
 # "function" scope: the session closes, and the unit of work commits, before the response is
 # sent, so a client never sees a 2xx for a write that then fails to commit.
@@ -94,6 +99,7 @@ def get_broker(connection: HTTPConnection) -> EventBroker:
 Broker = Annotated[EventBroker, Depends(get_broker)]
 
 
+@may_answer(409, 503)  # the commit: a conflict, or the database gone
 async def unit_of_work(session: DbSession, broker: Broker) -> AsyncIterator[UnitOfWork]:
     """Commit once when the route returns; publish its events only after that commit."""
     uow = UnitOfWork(session)
@@ -109,6 +115,7 @@ async def unit_of_work(session: DbSession, broker: Broker) -> AsyncIterator[Unit
 Work = Annotated[UnitOfWork, Depends(unit_of_work, scope="function")]
 
 
+@may_answer(401)
 def current_user(session: DbSession, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
     return users.from_token(session, token)
 
@@ -116,6 +123,7 @@ def current_user(session: DbSession, token: Annotated[str | None, Depends(oauth2
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+@may_answer(401, 503)
 async def signed_in(
     session: UngatedSession, gate: Gate, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> None:
@@ -127,6 +135,7 @@ async def signed_in(
 SignedIn = Annotated[None, Depends(signed_in)]
 
 
+@may_answer(403, 404)
 def owned_resource(resource_id: int, user: CurrentUser, session: DbSession) -> Resource:
     """The path's resource, loaded once and checked for ownership (404, then 403)."""
     return resources.get_owned(session, resource_id, user)

@@ -12,6 +12,7 @@ from fastapi import Depends, Response
 from starlette.requests import HTTPConnection
 
 from app.api.deps import CurrentUser
+from app.api.openapi import may_answer
 from app.errors import TooManyRequests
 from app.rate_limits import Policies, Policy, RateLimits
 
@@ -37,6 +38,7 @@ async def enforce(limits: RateLimits, policy: Policy, key: str, response: Respon
 
 
 def by_address(choose: Callable[[Policies], Policy]) -> Callable[..., Awaitable[None]]:
+    @may_answer(429)
     async def limit(connection: HTTPConnection, response: Response) -> None:
         limits = rate_limits(connection)
         if limits is not None:
@@ -46,6 +48,7 @@ def by_address(choose: Callable[[Policies], Policy]) -> Callable[..., Awaitable[
     return limit
 
 
+@may_answer(429)
 async def limit_writes(user: CurrentUser, connection: HTTPConnection, response: Response) -> None:
     limits = rate_limits(connection)
     if limits is not None:
@@ -94,6 +97,7 @@ class AccountLockout:
             await self._limits.limiter.clear(policy, self._key(account))
 
 
+@may_answer(429)
 def account_lockout(connection: HTTPConnection) -> AccountLockout:
     return AccountLockout(rate_limits(connection))
 

@@ -15,6 +15,7 @@ from app.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE = "Service temporarily unavailable"
+NOT_CONFIGURED = "External service not configured"
 
 
 class ExternalServiceError(Exception):
@@ -23,6 +24,10 @@ class ExternalServiceError(Exception):
 
 class ExternalNotFound(ExternalServiceError):
     """The service answered 404 for the id."""
+
+
+class ExternalNotConfigured(ExternalServiceError):
+    """No EXTERNAL_API_URL: there is no service to ask."""
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -47,6 +52,8 @@ class ExternalClient:
         httpx's timeouts apply to each read, so a server trickling a byte a second would never
         trip them; the deadline bounds the whole exchange.
         """
+        if not self._settings.external_api_url:
+            raise ExternalNotConfigured("EXTERNAL_API_URL is not set")
         try:
             with anyio.fail_after(self._settings.external_api_timeout):
                 if self._http is not None:
@@ -111,6 +118,8 @@ async def fetch_external_data(client: Any, resource_id: int) -> Any:
         return _data_of(reply)
     except ExternalNotFound:
         raise NotFound("Resource not found by the external service") from None
+    except ExternalNotConfigured:
+        raise ServiceUnavailable(NOT_CONFIGURED) from None
     except Exception as exc:
         # Expected (the service is someone else's): one line with the cause, no traceback.
         logger.warning(

@@ -4,6 +4,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import Broker, DbSession
+from app.api.openapi import may_answer
 from app.errors import DATABASE_UNAVAILABLE, ServiceUnavailable
 from app.migrations import schema_is_current
 
@@ -12,13 +13,14 @@ SCHEMA_BEHIND = "Database schema is behind the code: run resource-api migrate"
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get("/health", operation_id="health-live")
 async def health() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", operation_id="health-ready")
+@may_answer(503)
 async def ready(session: DbSession, broker: Broker) -> dict[str, str | int]:
     """Readiness: the database answers and is migrated to the code's head (503 otherwise); the
     event broker's state is reported.

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from app.api.deps import CurrentUser, DbSession, OwnedResource, Work
+from app.api.openapi import may_answer
 from app.api.paging import set_paging_headers
 from app.api.rate_limiting import ReadLimit, WriteLimit
 from app.schemas import BULK_MAX_ITEMS, ResourceCreate, ResourceOut, ResourcePatch
@@ -18,7 +19,7 @@ def _out(resource: object) -> ResourceOut:
     return ResourceOut.model_validate(resource)
 
 
-@router.get("", response_model=list[ResourceOut])
+@router.get("", response_model=list[ResourceOut], operation_id="resources-list")
 def list_resources(
     _limit: ReadLimit,
     request: Request,
@@ -32,7 +33,12 @@ def list_resources(
     return [_out(resource) for resource in page]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ResourceOut)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ResourceOut,
+    operation_id="resources-create",
+)
 def create_resource(
     data: ResourceCreate,
     user: CurrentUser,
@@ -48,7 +54,12 @@ def create_resource(
     return created
 
 
-@router.post("/bulk", status_code=status.HTTP_201_CREATED, response_model=list[ResourceOut])
+@router.post(
+    "/bulk",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[ResourceOut],
+    operation_id="resources-create-bulk",
+)
 def create_resources(
     items: Annotated[list[ResourceCreate], Body(min_length=1, max_length=BULK_MAX_ITEMS)],
     user: CurrentUser,
@@ -58,25 +69,28 @@ def create_resources(
     return [_out(resource) for resource in resources.create_many(uow, user, items)]
 
 
-@router.get("/{resource_id}", response_model=ResourceOut)
+@router.get("/{resource_id:int}", response_model=ResourceOut, operation_id="resources-get")
+@may_answer(404)
 def get_resource(_limit: ReadLimit, resource_id: int, session: DbSession) -> ResourceOut:
     return _out(resources.get(session, resource_id))
 
 
-@router.put("/{resource_id}", response_model=ResourceOut)
+@router.put("/{resource_id:int}", response_model=ResourceOut, operation_id="resources-replace")
 def replace_resource(
     data: ResourceCreate, resource: OwnedResource, _limit: WriteLimit, uow: Work
 ) -> ResourceOut:
     return _out(resources.replace(uow, resource, data))
 
 
-@router.patch("/{resource_id}", response_model=ResourceOut)
+@router.patch("/{resource_id:int}", response_model=ResourceOut, operation_id="resources-update")
 def patch_resource(
     data: ResourcePatch, resource: OwnedResource, _limit: WriteLimit, uow: Work
 ) -> ResourceOut:
     return _out(resources.update(uow, resource, data.changes()))
 
 
-@router.delete("/{resource_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{resource_id:int}", status_code=status.HTTP_204_NO_CONTENT, operation_id="resources-delete"
+)
 def delete_resource(resource: OwnedResource, _limit: WriteLimit, uow: Work) -> None:
     resources.delete(uow, resource)

@@ -9,7 +9,7 @@ from app.schemas import AccountSummary
 router = APIRouter(tags=["summary"])
 
 
-@router.get("/async-endpoint", response_model=AccountSummary)
+@router.get("/async-endpoint", response_model=AccountSummary, operation_id="summary-get")
 async def account_summary(
     _limit: ReadLimit, user: CurrentUser, session: DbSession, broker: Broker
 ) -> AccountSummary:

@@ -14,6 +14,7 @@ from app.api.deps import (
     Work,
     run_with_connection,
 )
+from app.api.openapi import may_answer
 from app.api.rate_limiting import Lockout, LoginLimit, ReadLimit, RegistrationLimit
 from app.errors import NotAuthenticated
 from app.schemas import Token, UserCreate, UserOut
@@ -24,14 +25,21 @@ router = APIRouter(tags=["users"])
 
 # Dependencies run in order: the rate limit, then the hash, and only then the unit of work
 # takes a connection.
-@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+@router.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    operation_id="users-register",
+)
+@may_answer(409)
 def register(
     _limit: RegistrationLimit, data: UserCreate, hashed: HashedPassword, uow: Work
 ) -> UserOut:
     return UserOut.model_validate(users.register(uow, data, hashed))
 
 
-@router.post("/auth/token", response_model=Token)
+@router.post("/auth/token", response_model=Token, tags=["auth"], operation_id="auth-login")
+@may_answer(401)
 async def login(
     _limit: LoginLimit,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
@@ -62,6 +70,6 @@ async def login(
     )
 
 
-@router.get("/users/me", response_model=UserOut)
+@router.get("/users/me", response_model=UserOut, operation_id="users-me")
 def me(_limit: ReadLimit, user: CurrentUser) -> UserOut:
     return UserOut.model_validate(user)
