@@ -49,6 +49,10 @@ class Conflict(DomainError):
     status_code = status.HTTP_409_CONFLICT
 
 
+class PreconditionFailed(DomainError):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+
+
 class NotAuthenticated(DomainError):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}

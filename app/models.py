@@ -60,7 +60,13 @@ class Resource(Base):
         UTCDateTime, default=_same_as_created_at, onupdate=utcnow
     )
 
+    # Counts the writes: each UPDATE adds one (and checks it, SQLAlchemy's version_id_col).
+    # The answers' ETag, and what a client's If-Match names.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
     owner: Mapped[User] = relationship(back_populates="resources")
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  (SQLAlchemy reads a dict)
 
     # Always NULL. It lets SQLite, whose new row ids cannot be matched to the inserted rows
     # otherwise, take a bulk create in one INSERT … RETURNING instead of one per row.

@@ -169,6 +169,7 @@ class ResourceOut(BaseModel):
     description: str | None
     metadata: dict[str, Any] = Field(validation_alias="metadata_")
     owner_id: int
+    version: int = Field(description="1 when created, one more with each change; the ETag's")
     created_at: datetime
     updated_at: datetime
 

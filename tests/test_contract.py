@@ -25,6 +25,7 @@ from tests.servers import (
 )
 
 API = "/api/v1"
+ONE_RESOURCE = f"{API}/resources/{{resource_id}}"
 OPERATION_ID = r"^[a-z]+(-[a-z]+)+$"
 CONTRACT_RUN_SECONDS = 60
 
@@ -63,7 +64,11 @@ def test_every_operation_documents_its_problems(operations: list) -> None:
     ("method", "path", "statuses"),
     [
         ("get", f"{API}/resources/{{resource_id}}", {404, 422, 429, 500, 503}),
-        ("delete", f"{API}/resources/{{resource_id}}", {401, 403, 404, 409, 422, 429, 500, 503}),
+        (
+            "delete",
+            f"{API}/resources/{{resource_id}}",
+            {401, 403, 404, 409, 412, 422, 429, 500, 503},
+        ),
         ("post", f"{API}/resources/bulk", {400, 401, 409, 413, 422, 429, 500, 503}),
         ("post", f"{API}/users", {400, 409, 413, 422, 429, 500, 503}),
         ("get", "/health", {500}),

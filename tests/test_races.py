@@ -59,3 +59,26 @@ async def test_racing_writes_are_answered_and_each_delete_happens_once(
                 deleted_ids.append(created.json()["id"])
             announced = await deleted_events(websocket, ROUNDS + 1)
     assert announced == deleted_ids  # each delete announced once, in order
+
+
+@pytest.mark.asyncio
+async def test_racing_writes_naming_one_version_let_exactly_one_through(
+    tmp_path: Path, scratch_database_url: str
+) -> None:
+    """Four editors who read the same version: one change lands, three get 412, every round."""
+    env = server_env(tmp_path, scratch_database_url, RATE_LIMIT_WRITES_PER_USER="")
+    assert run_cli(env, "migrate").returncode == 0
+    with running_server(env) as server:
+        headers = register_and_log_in(server.url, "editor")
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
+            for _ in range(ROUNDS):
+                created = await client.post("/api/v1/resources", json={"name": "draft"})
+                url = f"/api/v1/resources/{created.json()['id']}"
+                seen = {"If-Match": created.headers["etag"]}
+                answers = await asyncio.gather(
+                    *(client.patch(url, json={"name": f"by {i}"}, headers=seen) for i in range(4))
+                )
+                statuses = sorted(answer.status_code for answer in answers)
+                assert statuses == [200, 412, 412, 412], [answer.text for answer in answers]
+                final = await client.get(url)
+                assert final.json()["version"] == 2

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from app import auth
+from app.api.conditional import IfMatch, IfNoneMatch, check_write
 from app.api.openapi import may_answer
 from app.database import ConnectionGate, get_db
 from app.events.broker import EventBroker
@@ -135,10 +136,19 @@ async def signed_in(
 SignedIn = Annotated[None, Depends(signed_in)]
 
 
-@may_answer(403, 404)
-def owned_resource(resource_id: int, user: CurrentUser, session: DbSession) -> Resource:
-    """The path's resource, loaded once and checked for ownership (404, then 403)."""
-    return resources.get_owned(session, resource_id, user)
+@may_answer(403, 404, 412)
+def owned_resource(
+    resource_id: int,
+    user: CurrentUser,
+    session: DbSession,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
+) -> Resource:
+    """The path's resource, loaded once (and locked) and checked for ownership (404, then 403),
+    then against the request's preconditions (412): every write's checks in one place."""
+    resource = resources.get_owned(session, resource_id, user)
+    check_write(resource, if_match, if_none_match)
+    return resource
 
 
 OwnedResource = Annotated[Resource, Depends(owned_resource)]

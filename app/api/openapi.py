@@ -26,7 +26,7 @@ WHY = {
     403: "Not allowed to the caller",
     404: "No such resource",
     409: "Conflicts with the current state",
-    412: "`If-Match` names another version",
+    412: "A precondition (`If-Match`, `If-None-Match`) does not hold: see `ETag`",
     413: "Request body too large",
     422: "Invalid input: `errors` names each field",
     429: "Rate limit exceeded: see `Retry-After` and `RateLimit`",

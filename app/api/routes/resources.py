@@ -1,11 +1,13 @@
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
+from app.api.conditional import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag, not_modified
 from app.api.deps import CurrentUser, DbSession, OwnedResource, Work
 from app.api.openapi import may_answer
 from app.api.paging import set_paging_headers
 from app.api.rate_limiting import ReadLimit, WriteLimit
+from app.models import Resource
 from app.schemas import BULK_MAX_ITEMS, ResourceCreate, ResourceOut, ResourcePatch
 from app.services import resources
 
@@ -17,6 +19,16 @@ MAX_SKIP = 2**63 - 1
 
 def _out(resource: object) -> ResourceOut:
     return ResourceOut.model_validate(resource)
+
+
+def _tagged(resource: Resource, response: Response) -> ResourceOut:
+    """One resource's answer, with its version as the ETag."""
+    response.headers["ETag"] = etag(resource)
+    return _out(resource)
+
+
+def _with_etag(status_code: int) -> dict[int | str, dict[str, Any]]:
+    return {status_code: {"description": "The resource", "headers": ETAG_HEADER}}
 
 
 @router.get("", response_model=list[ResourceOut], operation_id="resources-list")
@@ -38,6 +50,7 @@ def list_resources(
     status_code=status.HTTP_201_CREATED,
     response_model=ResourceOut,
     operation_id="resources-create",
+    responses=_with_etag(status.HTTP_201_CREATED),
 )
 def create_resource(
     data: ResourceCreate,
@@ -47,7 +60,7 @@ def create_resource(
     request: Request,
     response: Response,
 ) -> ResourceOut:
-    created = _out(resources.create(uow, user, data))
+    created = _tagged(resources.create(uow, user, data), response)
     # A path, not a URL: nothing in an answer is built from the client's Host header.
     location = request.app.url_path_for("get_resource", resource_id=created.id)
     response.headers["Location"] = f"{request.scope.get('root_path', '')}{location}"
@@ -69,24 +82,54 @@ def create_resources(
     return [_out(resource) for resource in resources.create_many(uow, user, items)]
 
 
-@router.get("/{resource_id:int}", response_model=ResourceOut, operation_id="resources-get")
+@router.get(
+    "/{resource_id:int}",
+    response_model=ResourceOut,
+    operation_id="resources-get",
+    responses={**_with_etag(status.HTTP_200_OK), **NOT_MODIFIED},
+)
 @may_answer(404)
-def get_resource(_limit: ReadLimit, resource_id: int, session: DbSession) -> ResourceOut:
-    return _out(resources.get(session, resource_id))
+def get_resource(
+    _limit: ReadLimit,
+    resource_id: int,
+    session: DbSession,
+    response: Response,
+    if_none_match: IfNoneMatch = None,
+) -> ResourceOut | Response:
+    resource = resources.get(session, resource_id)
+    return not_modified(resource, if_none_match) or _tagged(resource, response)
 
 
-@router.put("/{resource_id:int}", response_model=ResourceOut, operation_id="resources-replace")
+@router.put(
+    "/{resource_id:int}",
+    response_model=ResourceOut,
+    operation_id="resources-replace",
+    responses=_with_etag(status.HTTP_200_OK),
+)
 def replace_resource(
-    data: ResourceCreate, resource: OwnedResource, _limit: WriteLimit, uow: Work
+    data: ResourceCreate,
+    resource: OwnedResource,
+    _limit: WriteLimit,
+    uow: Work,
+    response: Response,
 ) -> ResourceOut:
-    return _out(resources.replace(uow, resource, data))
+    return _tagged(resources.replace(uow, resource, data), response)
 
 
-@router.patch("/{resource_id:int}", response_model=ResourceOut, operation_id="resources-update")
+@router.patch(
+    "/{resource_id:int}",
+    response_model=ResourceOut,
+    operation_id="resources-update",
+    responses=_with_etag(status.HTTP_200_OK),
+)
 def patch_resource(
-    data: ResourcePatch, resource: OwnedResource, _limit: WriteLimit, uow: Work
+    data: ResourcePatch,
+    resource: OwnedResource,
+    _limit: WriteLimit,
+    uow: Work,
+    response: Response,
 ) -> ResourceOut:
-    return _out(resources.update(uow, resource, data.changes()))
+    return _tagged(resources.update(uow, resource, data.changes()), response)
 
 
 @router.delete(
