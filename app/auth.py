@@ -1,5 +1,9 @@
-"""Security primitives: password hashing, and access tokens (HS256 JWTs naming an email)."""
+"""Security primitives: password hashing, and access tokens (HS256 JWTs naming a user)."""
 
+import hashlib
+import math
+import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -11,7 +15,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from app.settings import get_settings
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ["exp", "iat", "sub"]
+REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "iss", "aud", "sid"]
 
 
 class InvalidToken(Exception):
@@ -52,24 +56,68 @@ def access_token_lifetime() -> timedelta:
     return timedelta(minutes=get_settings().access_token_expire_minutes)
 
 
+def new_id() -> str:
+    """A random id for a token or a login session (128 bits, hex)."""
+    return secrets.token_hex(16)
+
+
 def create_access_token(data: dict[str, Any], expires_delta: timedelta | None = None) -> str:
+    """A signed token with `data` (at least `sub`: a user's id or email).
+
+    Without a `sid` (a login session's id) it gets one of its own, so that it can still be
+    logged out. `iat` keeps its microseconds: a token is refused if issued before its user's
+    `tokens_valid_after`, which a password change sets to the moment it happens.
+    """
+    settings = get_settings()
     now = datetime.now(UTC)
-    claims = {**data, "iat": now, "exp": now + (expires_delta or access_token_lifetime())}
-    return jwt.encode(claims, get_settings().signing_key, algorithm=ALGORITHM)
+    claims = {
+        "iss": settings.token_issuer,
+        "aud": settings.token_audience,
+        "jti": new_id(),
+        "sid": new_id(),
+        **data,
+        "iat": now.timestamp(),
+        "exp": now + (expires_delta or access_token_lifetime()),
+    }
+    return jwt.encode(claims, settings.signing_key, algorithm=ALGORITHM)
 
 
-def read_access_token(token: str) -> tuple[str, datetime]:
-    """The token's subject and when it expires, or InvalidToken."""
+@dataclass(frozen=True)
+class AccessClaims:
+    subject: str
+    session_id: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+def read_access_token(token: str) -> AccessClaims:
+    """What a valid token says, or InvalidToken."""
+    settings = get_settings()
     try:
         claims = jwt.decode(
             token,
-            get_settings().signing_key,
+            settings.signing_key,
             algorithms=[ALGORITHM],
+            audience=settings.token_audience,
+            issuer=settings.token_issuer,
             options={"require": REQUIRED_CLAIMS},
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
-    subject = claims["sub"]
-    if not isinstance(subject, str) or not subject:
-        raise InvalidToken("subject must be a non-empty string")
-    return subject, datetime.fromtimestamp(claims["exp"], UTC)
+    subject, session_id, issued_at = claims["sub"], claims["sid"], claims["iat"]
+    for name, value in (("sub", subject), ("sid", session_id)):
+        if not isinstance(value, str) or not value:
+            raise InvalidToken(f"{name} must be a non-empty string")
+    if not isinstance(issued_at, int | float) or not math.isfinite(issued_at):
+        raise InvalidToken("iat must be a number")
+    return AccessClaims(
+        subject,
+        session_id,
+        datetime.fromtimestamp(issued_at, UTC),
+        datetime.fromtimestamp(claims["exp"], UTC),
+    )
+
+
+def digest(token: str) -> str:
+    """What is stored of a refresh token: enough to recognise it, useless to a thief."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -112,12 +112,13 @@ def _create_user(args: argparse.Namespace) -> int:
     with get_session_factory()() as session:
         uow = UnitOfWork(session)
         try:
-            user = users.register(uow, data, hash_password(data.password))
+            user = users.register(uow, data, hash_password(data.password), is_admin=args.admin)
         except Conflict as exc:
             print(exc.detail, file=sys.stderr)
             return 1
         uow.commit()
-        print(f"created user {user.id} ({user.username})")
+        role = "admin" if user.is_admin else "user"
+        print(f"created {role} {user.id} ({user.username})")
     return 0
 
 
@@ -169,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--email", required=True, help="the user's email (lower-cased)")
     create_user.add_argument(
         "--username", required=True, help="letters, digits, '_', '.' and '-'; case-sensitive"
+    )
+    create_user.add_argument(
+        "--admin",
+        action="store_true",
+        help="an admin, who may deactivate users and delete any resource",
     )
     create_user.set_defaults(handler=_create_user)
     return parser

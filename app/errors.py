@@ -30,6 +30,9 @@ PYDANTIC_VALUE_ERROR = "Value error, "
 class DomainError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     default_headers: ClassVar[dict[str, str] | None] = None
+    # A refusal that is itself a change to keep (a stolen token's session ended): the unit
+    # of work commits before the error is answered.
+    keeps_changes: ClassVar[bool] = False
 
     def __init__(self, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
@@ -56,6 +59,10 @@ class PreconditionFailed(DomainError):
 class NotAuthenticated(DomainError):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "Bearer"}
+
+
+class RefreshTokenReused(NotAuthenticated):
+    keeps_changes = True
 
 
 class TooManyRequests(DomainError):

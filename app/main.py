@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.live_updates import LiveConnections
 from app.api.openapi import document_problems
-from app.api.routes import external, health, resources, summary, updates, users
+from app.api.routes import auth, external, health, resources, summary, updates, users
 from app.database import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import EventBroker, build_broker
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs_paths = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
     app.add_middleware(SecurityHeaders, docs_paths={path for path in docs_paths if path})
     app.add_middleware(RequestId)
-    api_routers = [module.router for module in (users, resources, external, summary)]
+    api_routers = [module.router for module in (auth, users, resources, external, summary)]
     document_problems(app, [*api_routers, health.router])
     api = APIRouter(prefix=API_PREFIX)
     for router in api_routers:

@@ -14,6 +14,7 @@ MAX_ID = 2**31 - 1
 NAME_MAX_LENGTH = 255
 USERNAME_MAX_LENGTH = 50
 EMAIL_MAX_LENGTH = 320
+SESSION_ID_LENGTH = 32
 
 # PostgreSQL's `json`, not `jsonb`: it keeps any JSON text, NUL escapes included (`jsonb`
 # refuses them), and nothing queries inside metadata.
@@ -39,11 +40,32 @@ class User(Base):
     # NULL means "cannot log in with a password" (accounts made by other means).
     hashed_password: Mapped[str | None] = mapped_column(String(255), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
+    is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Tokens issued before this are refused: those of an earlier account with the same email,
+    # and every token once the password changes or the user logs out everywhere.
+    tokens_valid_after: Mapped[datetime] = mapped_column(UTCDateTime, default=_same_as_created_at)
 
     resources: Mapped[list["Resource"]] = relationship(
         back_populates="owner", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+class LoginSession(Base):
+    """One login: the refresh token it holds now, and whether it was ended.
+
+    Its access tokens name it (`sid`), so ending it (log out, a reused refresh token) ends them
+    at once, in every worker, as the database is shared.
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(SESSION_ID_LENGTH), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # SHA-256 of the current refresh token; any earlier one presented again means theft.
+    refresh_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
 
 class Resource(Base):

@@ -15,6 +15,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    TypeAdapter,
     WithJsonSchema,
 )
 
@@ -138,20 +139,35 @@ class ResourceCreate(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
-def _name_not_null(value: object) -> object:
-    if value is None:
-        raise ValueError("Name cannot be null")
-    return value
+def _not_null(field: str) -> BeforeValidator:
+    """For fields that may be left out but not sent as null."""
+
+    def refuse_null(value: object) -> object:
+        if value is None:
+            raise ValueError(f"{field} cannot be null")
+        return value
+
+    return BeforeValidator(refuse_null)
+
+
+def _no_null_defaults(*fields: str) -> ConfigDict:
+    """Fields that may be left out but not null get no `default: null` in the document."""
+
+    def drop_defaults(schema: dict[str, Any]) -> None:
+        for field in fields:
+            schema["properties"][field].pop("default", None)
+
+    return ConfigDict(json_schema_extra=drop_defaults)
 
 
 class ResourcePatch(BaseModel):
     """PATCH: only the fields given change; `description: null` clears it."""
 
+    model_config = _no_null_defaults("name", "metadata")
+
     # Left out means unchanged (a default is not validated); null is refused by each field's
     # first validator, and the document offers no null (nor a `default: null`).
-    name: Annotated[
-        ResourceName | None, BeforeValidator(_name_not_null), WithJsonSchema(_NAME_SCHEMA)
-    ] = None
+    name: Annotated[ResourceName | None, _not_null("Name"), WithJsonSchema(_NAME_SCHEMA)] = None
     description: Description | None = None
     metadata: Annotated[
         dict[str, Any] | None, BeforeValidator(_metadata_object), _METADATA_SCHEMA
@@ -212,6 +228,30 @@ class UserCreate(BaseModel):
     password: Password
 
 
+class ProfileChange(BaseModel):
+    """PATCH /users/me: the fields given change (other fields are ignored)."""
+
+    model_config = _no_null_defaults("email", "username")
+
+    email: Annotated[
+        Email | None, _not_null("Email"), WithJsonSchema(TypeAdapter(Email).json_schema())
+    ] = None
+    username: Annotated[
+        Username | None,
+        _not_null("Username"),
+        WithJsonSchema(TypeAdapter(Username).json_schema()),
+    ] = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(exclude_unset=True)
+
+
+class PasswordChange(BaseModel):
+    # No longer than any password can be; what it may hold is the password check's business.
+    current_password: Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    new_password: Password
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -219,13 +259,25 @@ class UserOut(BaseModel):
     email: str
     username: str
     is_active: bool
+    is_admin: bool
     created_at: datetime
+
+
+class UserStatus(BaseModel):
+    """What an admin may set on another account."""
+
+    is_active: bool
 
 
 class Token(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105  (a scheme name, not a secret)
-    expires_in: int
+    expires_in: int = Field(description="seconds the access token lives")
+    refresh_token: str = Field(description="for POST /auth/refresh: new tokens, once")
+
+
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class AccountSummary(BaseModel):

@@ -23,7 +23,13 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""
     secret_key: str = ""
-    access_token_expire_minutes: int = Field(default=30, ge=1)
+    # Short access tokens; a login's refresh token renews them (and is renewed itself).
+    access_token_expire_minutes: int = Field(default=15, ge=1)
+    refresh_token_expire_days: int = Field(default=30, ge=1)
+    # Tokens name who made them and for whom (iss, aud): another service's tokens, even one
+    # sharing the key, are refused.
+    token_issuer: str = "resource-api"  # noqa: S105  (names, not secrets)
+    token_audience: str = "resource-api"  # noqa: S105
     # Empty: live updates fan out within one process. `redis://host:6379/0`: across processes.
     broker_url: str = ""
     broker_channel: str = "resource-api:updates"  # deployments sharing a Redis need their own

@@ -21,8 +21,8 @@ def create_user(
     **fields: Any,
 ) -> User:
     username = username or f"user{next(_serial)}"
+    fields.setdefault("email", f"{username}@example.com")
     user = User(
-        email=f"{username}@example.com",
         username=username,
         hashed_password=hash_password(password) if password else None,
         is_active=is_active,

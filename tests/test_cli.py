@@ -71,6 +71,24 @@ def test_create_user_reads_the_password_from_stdin(cli_env: dict[str, str]) -> N
     assert "password" in weak.stderr
 
 
+def test_create_user_makes_an_admin_on_request(cli_env: dict[str, str]) -> None:
+    assert run_cli(cli_env, "migrate").returncode == 0
+    args = ("create-user", "--email", "boss@example.com", "--username", "boss", "--admin")
+
+    created = run_cli(cli_env, *args, stdin=PASSWORD + "\n")
+
+    assert created.returncode == 0, created.stderr
+    assert "created admin 1 (boss)" in created.stdout
+    with running_server(cli_env) as server:
+        token = httpx.post(
+            f"{server.url}/api/v1/auth/token", data={"username": "boss", "password": PASSWORD}
+        ).json()["access_token"]
+        me = httpx.get(
+            f"{server.url}/api/v1/users/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert me.json()["is_admin"] is True
+
+
 @pytest.fixture
 def server(cli_env: dict[str, str]) -> Iterator[str]:
     assert run_cli(cli_env, "migrate").returncode == 0

@@ -148,7 +148,12 @@ def test_a_socket_is_closed_with_4001_when_its_token_expires(
 ) -> None:
     me = httpx.get(f"{server.url}/api/v1/users/me", headers=headers).json()
     expires = datetime.now(UTC) + timedelta(seconds=1.5)
-    claims = {"sub": me["email"], "iat": datetime.now(UTC), "exp": expires}
+    claims = {
+        "sub": me["email"],
+        "iat": datetime.now(UTC).timestamp(),
+        "exp": expires,
+        **{"iss": "resource-api", "aud": "resource-api", "jti": "short", "sid": "short"},
+    }
     short = {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
     with open_socket(server, short) as websocket:
         websocket.send(SUBSCRIBE)

@@ -4,6 +4,7 @@ in the PostgreSQL run; SQLite serialises its writers anyway."""
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,57 +29,60 @@ async def deleted_events(websocket: object, expected: int) -> list[int]:
     return ids
 
 
-@pytest.mark.asyncio
-async def test_racing_writes_are_answered_and_each_delete_happens_once(
-    tmp_path: Path, scratch_database_url: str
-) -> None:
+@pytest.fixture
+def racer(tmp_path: Path, scratch_database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A live server without a write limit, and a user's headers on it."""
     env = server_env(tmp_path, scratch_database_url, RATE_LIMIT_WRITES_PER_USER="")
     assert run_cli(env, "migrate").returncode == 0
     with running_server(env) as server:
-        headers = register_and_log_in(server.url, "racer")
-        ws_url = server.url.replace("http://", "ws://") + "/ws/updates"
-        async with (
-            connect(ws_url, additional_headers=headers) as websocket,
-            httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client,
-        ):
-            await websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
-            assert json.loads(await websocket.recv())["type"] == "subscribed"
-            deleted_ids = []
-            for _ in range(ROUNDS):
-                created = await client.post("/api/v1/resources", json={"name": "contested"})
-                url = f"/api/v1/resources/{created.json()['id']}"
-                answers = await asyncio.gather(
-                    client.patch(url, json={"name": "patched"}),
-                    client.put(url, json={"name": "replaced"}),
-                    client.delete(url),
-                    client.delete(url),
-                )
-                statuses = [answer.status_code for answer in answers]
-                assert set(statuses) <= {200, 204, 404}, [(a.status_code, a.text) for a in answers]
-                assert statuses[2:].count(204) == 1, statuses
-                deleted_ids.append(created.json()["id"])
-            announced = await deleted_events(websocket, ROUNDS + 1)
+        yield server.url, register_and_log_in(server.url, "racer")
+
+
+@pytest.mark.asyncio
+async def test_racing_writes_are_answered_and_each_delete_happens_once(
+    racer: tuple[str, dict[str, str]],
+) -> None:
+    base, headers = racer
+    ws_url = base.replace("http://", "ws://") + "/ws/updates"
+    async with (
+        connect(ws_url, additional_headers=headers) as websocket,
+        httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client,
+    ):
+        await websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
+        assert json.loads(await websocket.recv())["type"] == "subscribed"
+        deleted_ids = []
+        for _ in range(ROUNDS):
+            created = await client.post("/api/v1/resources", json={"name": "contested"})
+            url = f"/api/v1/resources/{created.json()['id']}"
+            answers = await asyncio.gather(
+                client.patch(url, json={"name": "patched"}),
+                client.put(url, json={"name": "replaced"}),
+                client.delete(url),
+                client.delete(url),
+            )
+            statuses = [answer.status_code for answer in answers]
+            assert set(statuses) <= {200, 204, 404}, [(a.status_code, a.text) for a in answers]
+            assert statuses[2:].count(204) == 1, statuses
+            deleted_ids.append(created.json()["id"])
+        announced = await deleted_events(websocket, ROUNDS + 1)
     assert announced == deleted_ids  # each delete announced once, in order
 
 
 @pytest.mark.asyncio
 async def test_racing_writes_naming_one_version_let_exactly_one_through(
-    tmp_path: Path, scratch_database_url: str
+    racer: tuple[str, dict[str, str]],
 ) -> None:
     """Four editors who read the same version: one change lands, three get 412, every round."""
-    env = server_env(tmp_path, scratch_database_url, RATE_LIMIT_WRITES_PER_USER="")
-    assert run_cli(env, "migrate").returncode == 0
-    with running_server(env) as server:
-        headers = register_and_log_in(server.url, "editor")
-        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
-            for _ in range(ROUNDS):
-                created = await client.post("/api/v1/resources", json={"name": "draft"})
-                url = f"/api/v1/resources/{created.json()['id']}"
-                seen = {"If-Match": created.headers["etag"]}
-                answers = await asyncio.gather(
-                    *(client.patch(url, json={"name": f"by {i}"}, headers=seen) for i in range(4))
-                )
-                statuses = sorted(answer.status_code for answer in answers)
-                assert statuses == [200, 412, 412, 412], [answer.text for answer in answers]
-                final = await client.get(url)
-                assert final.json()["version"] == 2
+    base, headers = racer
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+        for _ in range(ROUNDS):
+            created = await client.post("/api/v1/resources", json={"name": "draft"})
+            url = f"/api/v1/resources/{created.json()['id']}"
+            seen = {"If-Match": created.headers["etag"]}
+            answers = await asyncio.gather(
+                *(client.patch(url, json={"name": f"by {i}"}, headers=seen) for i in range(4))
+            )
+            statuses = sorted(answer.status_code for answer in answers)
+            assert statuses == [200, 412, 412, 412], [answer.text for answer in answers]
+            final = await client.get(url)
+            assert final.json()["version"] == 2

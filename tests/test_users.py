@@ -166,8 +166,15 @@ def test_me_returns_the_caller(client: TestClient, user: User, auth_headers: dic
     assert response.json()["username"] == "owner"
 
 
+CHECKED_CLAIMS = ("exp", "iat", "sub", "jti", "iss", "aud", "sid")
+
+
 def _token(claims: dict, key: str | None = None, algorithm: str = "HS256") -> str:
     return jwt.encode(claims, key or get_settings().signing_key, algorithm=algorithm)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _unsigned(claims: dict) -> str:
@@ -185,9 +192,14 @@ def _unsigned(claims: dict) -> str:
         "Bearer EXPIRED",
         "Bearer ALG_NONE",
         "Bearer WRONG_KEY",
-        "Bearer NO_EXP",
-        "Bearer NO_SUB",
         "Bearer UNKNOWN_USER",
+        "Bearer WRONG_ISSUER",
+        "Bearer WRONG_AUDIENCE",
+        "Bearer BEFORE_THE_ACCOUNT",
+        *(
+            f"Bearer NO_{claim.upper()}"
+            for claim in ("exp", "iat", "sub", "jti", "iss", "aud", "sid")
+        ),
     ],
 )
 def test_me_refuses_bad_credentials(
@@ -195,15 +207,23 @@ def test_me_refuses_bad_credentials(
 ) -> None:
     valid = create_access_token(data={"sub": user.email})
     header, payload, signature = valid.split(".")
-    claims = {"sub": user.email, "iat": 1_700_000_000, "exp": 4_000_000_000}
+    # Each bad token differs from a good one in one way only.
+    claims = jwt.decode(valid, options={"verify_signature": False})
+    assert client.get("/api/v1/users/me", headers=bearer(_token(claims))).status_code == 200
+    before = user.tokens_valid_after.timestamp() - 0.001
     tokens = {
         "TAMPERED": f"{header}.{payload}.{signature[:-4]}AAAA",
         "EXPIRED": create_access_token(data={"sub": user.email}, expires_delta=timedelta(-1)),
         "ALG_NONE": _unsigned(claims),
         "WRONG_KEY": _token(claims, key="k" * 48),
-        "NO_EXP": _token({"sub": user.email, "iat": 1_700_000_000}),
-        "NO_SUB": _token({"iat": 1_700_000_000, "exp": 4_000_000_000}),
         "UNKNOWN_USER": _token({**claims, "sub": "ghost@example.com"}),
+        "WRONG_ISSUER": _token({**claims, "iss": "another-service"}),
+        "WRONG_AUDIENCE": _token({**claims, "aud": "another-service"}),
+        "BEFORE_THE_ACCOUNT": _token({**claims, "iat": before}),
+        **{
+            f"NO_{claim.upper()}": _token({k: v for k, v in claims.items() if k != claim})
+            for claim in CHECKED_CLAIMS
+        },
     }
     headers = {}
     if authorization is not None:
@@ -233,8 +253,14 @@ def test_me_refuses_inactive_and_deleted_users(
         assert response.headers["www-authenticate"] == "Bearer"
 
 
-def test_tokens_carry_exp_and_iat(user: User) -> None:
+def test_tokens_carry_every_claim_that_is_checked(user: User) -> None:
     token = create_access_token(data={"sub": user.email}, expires_delta=timedelta(minutes=5))
-    claims = jwt.decode(token, get_settings().signing_key, algorithms=["HS256"])
+    claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["sub"] == user.email
-    assert claims["exp"] - claims["iat"] == 300
+    assert 299 < claims["exp"] - claims["iat"] <= 300  # `exp` in whole seconds, `iat` not
+    assert claims["iss"] == claims["aud"] == "resource-api"
+    assert len(claims["jti"]) == len(claims["sid"]) == 32
+    again = jwt.decode(
+        create_access_token(data={"sub": user.email}), options={"verify_signature": False}
+    )
+    assert again["jti"] != claims["jti"]

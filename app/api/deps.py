@@ -15,6 +15,7 @@ from app import auth
 from app.api.conditional import IfMatch, IfNoneMatch, check_write
 from app.api.openapi import may_answer
 from app.database import ConnectionGate, get_db
+from app.errors import DomainError
 from app.events.broker import EventBroker
 from app.models import Resource, User
 from app.schemas import UserCreate
@@ -100,12 +101,8 @@ def get_broker(connection: HTTPConnection) -> EventBroker:
 Broker = Annotated[EventBroker, Depends(get_broker)]
 
 
-@may_answer(409, 503)  # the commit: a conflict, or the database gone
-async def unit_of_work(session: DbSession, broker: Broker) -> AsyncIterator[UnitOfWork]:
-    """Commit once when the route returns; publish its events only after that commit."""
-    uow = UnitOfWork(session)
+async def _commit_then_publish(uow: UnitOfWork, broker: EventBroker) -> None:
     try:
-        yield uow
         events = await run_in_threadpool(uow.commit)
     except BaseException:
         await run_in_threadpool(uow.rollback)
@@ -113,21 +110,61 @@ async def unit_of_work(session: DbSession, broker: Broker) -> AsyncIterator[Unit
     await broker.publish(events)
 
 
+@may_answer(409, 503)  # the commit: a conflict, or the database gone
+async def unit_of_work(session: DbSession, broker: Broker) -> AsyncIterator[UnitOfWork]:
+    """Commit once when the route returns; publish its events only after that commit.
+
+    An error rolls everything back, but for a refusal that is itself a change to keep
+    (`DomainError.keeps_changes`), which is committed before it is answered."""
+    uow = UnitOfWork(session)
+    try:
+        yield uow
+    except DomainError as refusal:
+        if refusal.keeps_changes:
+            await _commit_then_publish(uow, broker)
+        else:
+            await run_in_threadpool(uow.rollback)
+        raise
+    except BaseException:
+        await run_in_threadpool(uow.rollback)
+        raise
+    await _commit_then_publish(uow, broker)
+
+
+def in_own_unit_of_work(session: Session, work: Callable[..., T], *args: Any) -> T:
+    """`work(uow, *args)`, committed: for a route that holds a connection only for a piece
+    of its work (`run_with_connection`) and so cannot take `Work`. Nothing it does announces
+    an event."""
+    uow = UnitOfWork(session)
+    result = work(uow, *args)
+    uow.commit()
+    return result
+
+
 Work = Annotated[UnitOfWork, Depends(unit_of_work, scope="function")]
 
 
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
+
+
 @may_answer(401)
-def current_user(session: DbSession, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
-    return users.from_token(session, token)
+def current_login(session: DbSession, token: BearerToken) -> tuple[User, auth.AccessClaims]:
+    """The caller and what their token says (its session, for logging out)."""
+    return users.authenticate(session, token)
+
+
+CurrentLogin = Annotated[tuple[User, auth.AccessClaims], Depends(current_login)]
+
+
+def current_user(login: CurrentLogin) -> User:
+    return login[0]
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
 @may_answer(401, 503)
-async def signed_in(
-    session: UngatedSession, gate: Gate, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> None:
+async def signed_in(session: UngatedSession, gate: Gate, token: BearerToken) -> None:
     """Refuse anonymous callers, holding a connection only for the check: for routes that then
     wait on something other than the database."""
     await run_with_connection(gate, session, users.from_token, token)
@@ -136,19 +173,25 @@ async def signed_in(
 SignedIn = Annotated[None, Depends(signed_in)]
 
 
-@may_answer(403, 404, 412)
-def owned_resource(
-    resource_id: int,
-    user: CurrentUser,
-    session: DbSession,
-    if_match: IfMatch = None,
-    if_none_match: IfNoneMatch = None,
-) -> Resource:
-    """The path's resource, loaded once (and locked) and checked for ownership (404, then 403),
-    then against the request's preconditions (412): every write's checks in one place."""
-    resource = resources.get_owned(session, resource_id, user)
-    check_write(resource, if_match, if_none_match)
-    return resource
+def _resource_to_write(*, admin_may: bool) -> Callable[..., Resource]:
+    @may_answer(403, 404, 412)
+    def resource_to_write(
+        resource_id: int,
+        user: CurrentUser,
+        session: DbSession,
+        if_match: IfMatch = None,
+        if_none_match: IfNoneMatch = None,
+    ) -> Resource:
+        """The path's resource, loaded once (and locked) and checked for ownership (404, then
+        403), then against the request's preconditions (412): every write's checks in one
+        place."""
+        resource = resources.get_owned(session, resource_id, user, admin_may=admin_may)
+        check_write(resource, if_match, if_none_match)
+        return resource
+
+    return resource_to_write
 
 
-OwnedResource = Annotated[Resource, Depends(owned_resource)]
+OwnedResource = Annotated[Resource, Depends(_resource_to_write(admin_may=False))]
+# An admin may delete anyone's resource (and change none).
+DeletableResource = Annotated[Resource, Depends(_resource_to_write(admin_may=True))]

@@ -27,8 +27,11 @@ def get(session: Session, resource_id: int) -> Resource:
     return resource
 
 
-def get_owned(session: Session, resource_id: int, user: User) -> Resource:
-    """The resource, if `user` may change it: 404 when missing, 403 when someone else's.
+def get_owned(
+    session: Session, resource_id: int, user: User, *, admin_may: bool = False
+) -> Resource:
+    """The resource, if `user` may change it: 404 when missing, 403 when someone else's
+    (unless `admin_may` and the user is an admin).
 
     Locked for the rest of the request, so concurrent writes to one resource take turns: one
     that waited for a delete finds nothing (404) instead of updating a row that is gone, and
@@ -37,7 +40,7 @@ def get_owned(session: Session, resource_id: int, user: User) -> Resource:
     resource = ResourceRepository(session).get_for_update(resource_id)
     if resource is None:
         raise NotFound("Resource not found")
-    if resource.owner_id != user.id:
+    if resource.owner_id != user.id and not (admin_may and user.is_admin):
         raise Forbidden("Only the owner may change this resource")
     return resource
 

@@ -5,6 +5,8 @@ registration is given the hash made beforehand, and a login is looked up first
 (`login_candidate`), its connection given back, and only then checked (`check_password`).
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,30 +14,101 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app import auth
-from app.errors import Conflict, NotAuthenticated
+from app.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from app.models import User
-from app.repositories import UserRepository
+from app.repositories import ResourceRepository, UserRepository
 from app.schemas import UserCreate, storable_text_problem
+from app.services import resources, sessions
 from app.unit_of_work import UnitOfWork
 
 BAD_CREDENTIALS = "Incorrect username or password"
+WRONG_PASSWORD = "The current password is incorrect"  # noqa: S105  (a message)
+ADMINS_ONLY = "Only an admin may do this"
 BAD_TOKEN = "Could not validate credentials"  # noqa: S105  (a message)
 UNUSABLE_PASSWORD = "-"  # noqa: S105  (verified against the dummy hash, for timing only)
 
 
-def register(uow: UnitOfWork, data: UserCreate, hashed_password: str) -> User:
+def register(
+    uow: UnitOfWork, data: UserCreate, hashed_password: str, *, is_admin: bool = False
+) -> User:
     """Add the user; `hashed_password` is `auth.hash_password(data.password)`, made earlier."""
-    users = UserRepository(uow.session)
-    taken = users.taken(data.email, data.username)
+    _ensure_free(uow, data.email, data.username)
+    user = User(
+        email=data.email, username=data.username, hashed_password=hashed_password, is_admin=is_admin
+    )
+    with _unique(uow.session):
+        uow.session.add(user)
+    return user
+
+
+def _ensure_free(uow: UnitOfWork, email: str, username: str, but: int | None = None) -> None:
+    taken = UserRepository(uow.session).taken(email, username, but)
     if taken:
         raise Conflict(f"A user with this {' and '.join(taken)} already exists")
-    user = User(email=data.email, username=data.username, hashed_password=hashed_password)
+
+
+@contextmanager
+def _unique(session: Session) -> Iterator[None]:
+    """Write in a savepoint: losing a race to a concurrent sign-up or rename is a 409 and
+    leaves the session usable."""
     try:
-        # A savepoint, so that losing a race to a concurrent sign-up leaves the session usable.
-        with uow.session.begin_nested():
-            uow.session.add(user)
+        with session.begin_nested():
+            yield
     except IntegrityError:
         raise Conflict("A user with this email or username already exists") from None
+
+
+def change_profile(uow: UnitOfWork, user: User, changes: dict[str, str]) -> User:
+    """A new email or username (409 when another user has it)."""
+    _ensure_free(
+        uow, changes.get("email", user.email), changes.get("username", user.username), user.id
+    )
+    with _unique(uow.session):
+        for field, value in changes.items():
+            setattr(user, field, value)
+    return user
+
+
+def verify_current_password(candidate: "LoginCandidate", password: str) -> None:
+    """403 unless `password` is the candidate's (slow: the hash is verified)."""
+    try:
+        check_password(candidate, password)
+    except NotAuthenticated:
+        raise Forbidden(WRONG_PASSWORD) from None
+
+
+def change_password(uow: UnitOfWork, user_id: int, hashed_password: str) -> User:
+    """The new password, and every token issued before it dies."""
+    user = _get(uow, user_id)
+    user.hashed_password = hashed_password
+    sessions.end_all(uow, user)
+    return user
+
+
+def delete_account(uow: UnitOfWork, user: User) -> None:
+    """The user and all they own, each resource's deletion announced."""
+    for resource in ResourceRepository(uow.session).owned_by(user.id):
+        resources.delete(uow, resource)
+    uow.session.delete(user)
+
+
+def set_status(uow: UnitOfWork, admin: User, user_id: int, is_active: bool) -> User:
+    """An admin (de)activates an account; deactivation ends its tokens at once."""
+    if not admin.is_admin:
+        raise Forbidden(ADMINS_ONLY)
+    if user_id == admin.id:
+        raise Conflict("Admins cannot change their own status")
+    user = _get(uow, user_id)
+    user.is_active = is_active
+    if not is_active:
+        sessions.end_all(uow, user)
+    return user
+
+
+def _get(uow: UnitOfWork, user_id: int) -> User:
+    user = UserRepository(uow.session).get(user_id)
+    if user is None:
+        raise NotFound("User not found")
     return user
 
 
@@ -43,6 +116,7 @@ def register(uow: UnitOfWork, data: UserCreate, hashed_password: str) -> User:
 class LoginCandidate:
     """What a login needs of an account, read before its connection is given back."""
 
+    user_id: int
     email: str
     hashed_password: str | None
     is_active: bool
@@ -55,11 +129,20 @@ def login_candidate(session: Session, login: str) -> LoginCandidate | None:
     user = UserRepository(session).by_login(login.lower() if "@" in login else login)
     if user is None:
         return None
-    return LoginCandidate(user.email, user.hashed_password, user.is_active)
+    return _candidate(user)
 
 
-def check_password(candidate: LoginCandidate | None, password: str) -> str:
-    """The candidate's email if the password is right and the account active.
+def candidate_from_token(session: Session, token: str | None) -> LoginCandidate:
+    """What checking the bearer's password needs, read before the connection is given back."""
+    return _candidate(from_token(session, token))
+
+
+def _candidate(user: User) -> LoginCandidate:
+    return LoginCandidate(user.id, user.email, user.hashed_password, user.is_active)
+
+
+def check_password(candidate: LoginCandidate | None, password: str) -> LoginCandidate:
+    """The candidate, if the password is right and the account active.
 
     Slow (the hash is verified), and as slow for unknown accounts as for known ones.
     """
@@ -68,12 +151,12 @@ def check_password(candidate: LoginCandidate | None, password: str) -> str:
     verified = auth.verify_password(password if usable else UNUSABLE_PASSWORD, hashed)
     if not verified or candidate is None or not candidate.is_active:
         raise NotAuthenticated(BAD_CREDENTIALS)
-    return candidate.email
+    return candidate
 
 
 def from_token(session: Session, token: str | None) -> User:
     """The active user a bearer token names, or NotAuthenticated."""
-    return _holder(session, token)[0]
+    return authenticate(session, token)[0]
 
 
 @dataclass(frozen=True)
@@ -85,23 +168,29 @@ class TokenHolder:
 
 
 def token_holder(session: Session, token: str | None) -> TokenHolder:
-    user, expires_at = _holder(session, token)
-    return TokenHolder(user.id, expires_at)
+    user, claims = authenticate(session, token)
+    return TokenHolder(user.id, claims.expires_at)
 
 
-def _holder(session: Session, token: str | None) -> tuple[User, datetime]:
+def authenticate(session: Session, token: str | None) -> tuple[User, auth.AccessClaims]:
+    """The active user a token names, and its claims; NotAuthenticated if the token is bad,
+    its user gone or inactive, issued before the user's `tokens_valid_after` (another account
+    of the same email, a password change, logging out everywhere) or its session ended."""
     if not token:
         raise NotAuthenticated("Not authenticated")
     try:
-        email, expires_at = auth.read_access_token(token)
+        claims = auth.read_access_token(token)
     except auth.InvalidToken:
         raise NotAuthenticated(BAD_TOKEN) from None
-    if storable_text_problem(email):
+    if storable_text_problem(claims.subject):
         raise NotAuthenticated(BAD_TOKEN)
-    user = UserRepository(session).by_email(email)
-    if user is None or not user.is_active:
+    holder = UserRepository(session).token_holder(claims.subject, claims.session_id)
+    if holder is None:
         raise NotAuthenticated(BAD_TOKEN)
-    return user, expires_at
+    user, session_ended = holder
+    if session_ended or not user.is_active or claims.issued_at < user.tokens_valid_after:
+        raise NotAuthenticated(BAD_TOKEN)
+    return user, claims
 
 
 def is_active(session: Session, user_id: int) -> bool:

@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from app.api.conditional import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag, not_modified
-from app.api.deps import CurrentUser, DbSession, OwnedResource, Work
+from app.api.deps import CurrentUser, DbSession, DeletableResource, OwnedResource, Work
 from app.api.openapi import may_answer
 from app.api.paging import set_paging_headers
 from app.api.rate_limiting import ReadLimit, WriteLimit
@@ -135,5 +135,6 @@ def patch_resource(
 @router.delete(
     "/{resource_id:int}", status_code=status.HTTP_204_NO_CONTENT, operation_id="resources-delete"
 )
-def delete_resource(resource: OwnedResource, _limit: WriteLimit, uow: Work) -> None:
+def delete_resource(resource: DeletableResource, _limit: WriteLimit, uow: Work) -> None:
+    """The owner, or an admin, deletes it."""
     resources.delete(uow, resource)
