@@ -52,6 +52,16 @@ class Conflict(DomainError):
     status_code = status.HTTP_409_CONFLICT
 
 
+class Unprocessable(DomainError):
+    """Well-formed input that cannot be acted on; like any 422, it names the field (`loc`)."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
+
+    def __init__(self, detail: str, loc: tuple[str, ...]) -> None:
+        super().__init__(detail)
+        self.loc = loc
+
+
 class PreconditionFailed(DomainError):
     status_code = status.HTTP_412_PRECONDITION_FAILED
 
@@ -101,12 +111,18 @@ def _summary(errors: list[dict[str, Any]]) -> str:
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
+    if isinstance(exc, Unprocessable):
+        errors = [{"loc": list(exc.loc), "msg": exc.detail, "type": "value_error"}]
+        return _validation_problem(request, errors)
     return problem_response(request.scope, exc.status_code, exc.detail, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = _field_errors(exc)
+    return _validation_problem(request, _field_errors(exc))
+
+
+def _validation_problem(request: Request, errors: list[dict[str, Any]]) -> Response:
     return problem_response(
         request.scope, status.HTTP_422_UNPROCESSABLE_CONTENT, _summary(errors), errors=errors
     )

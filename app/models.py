@@ -15,6 +15,7 @@ NAME_MAX_LENGTH = 255
 USERNAME_MAX_LENGTH = 50
 EMAIL_MAX_LENGTH = 320
 SESSION_ID_LENGTH = 32
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 # PostgreSQL's `json`, not `jsonb`: it keeps any JSON text, NUL escapes included (`jsonb`
 # refuses them), and nothing queries inside metadata.
@@ -93,3 +94,21 @@ class Resource(Base):
     # Always NULL. It lets SQLite, whose new row ids cannot be matched to the inserted rows
     # otherwise, take a bulk create in one INSERT … RETURNING instead of one per row.
     _sentinel: Mapped[int | None] = orm_insert_sentinel()
+
+
+class IdempotencyRecord(Base):
+    """The answer to a write made with an `Idempotency-Key`: what a retry of it gets instead
+    of a second write, until it expires."""
+
+    __tablename__ = "idempotency_records"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX_LENGTH), primary_key=True)
+    # SHA-256 of the method, path and canonical body: the same key with another request is an error.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.models import LoginSession, Resource, User, id_can_exist
+from app.models import IdempotencyRecord, LoginSession, Resource, User, id_can_exist
 
 
 class UserRepository:
@@ -18,9 +18,6 @@ class UserRepository:
 
     def by_email(self, email: str) -> User | None:
         return self.session.scalar(select(User).where(User.email == email))
-
-    def is_active(self, user_id: int) -> bool:
-        return bool(self.session.scalar(select(User.is_active).where(User.id == user_id)))
 
     def token_holder(self, subject: str, session_id: str) -> tuple[User, bool] | None:
         """The user a token's `sub` names (an id, as in the tokens we issue, or an email), and
@@ -111,5 +108,22 @@ class LoginSessionRepository:
         self.session.execute(
             delete(LoginSession).where(
                 LoginSession.user_id == user_id, LoginSession.expires_at <= now
+            )
+        )
+
+
+class IdempotencyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get_for_update(self, user_id: int, key: str) -> IdempotencyRecord | None:
+        return self.session.get(
+            IdempotencyRecord, (user_id, key), with_for_update=True, populate_existing=True
+        )
+
+    def delete_expired(self, user_id: int, now: datetime) -> None:
+        self.session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.user_id == user_id, IdempotencyRecord.expires_at <= now
             )
         )

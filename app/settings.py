@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     # sharing the key, are refused.
     token_issuer: str = "resource-api"  # noqa: S105  (names, not secrets)
     token_audience: str = "resource-api"  # noqa: S105
+    # How long a write made with an Idempotency-Key is answered again instead of made again.
+    idempotency_key_ttl_hours: int = Field(default=24, ge=1)
     # Empty: live updates fan out within one process. `redis://host:6379/0`: across processes.
     broker_url: str = ""
     broker_channel: str = "resource-api:updates"  # deployments sharing a Redis need their own

@@ -147,6 +147,7 @@ def contract_run(base: str, user: str, seconds: int, *selection: str) -> None:
                 f"--report-dir={reports}",
                 *selection,
             ],
+            cwd=Path(__file__).parent.parent,  # where `tests.schemathesis_hooks` imports from
             capture_output=True,
             text=True,
             timeout=seconds * 4,

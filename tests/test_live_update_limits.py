@@ -178,6 +178,17 @@ def test_a_socket_is_closed_with_4003_when_its_user_goes(
         assert close_code(websocket) == 4003
 
 
+@pytest.mark.parametrize("ending", ["logout", "logout-everywhere"])
+def test_a_socket_is_closed_with_4003_when_its_login_ends(
+    server: Server, headers: dict[str, str], ending: str
+) -> None:
+    with open_socket(server, headers) as websocket:
+        assert_open(websocket)
+        ended = httpx.post(f"{server.url}/api/v1/auth/{ending}", headers=headers)
+        assert ended.status_code == 204
+        assert close_code(websocket) == 4003
+
+
 def never_reading_subscriber(server: Server, headers: dict[str, str]) -> socket.socket:
     """A raw WebSocket that subscribes and then reads nothing at all, with a tiny buffer."""
     sock = socket.socket()

@@ -165,11 +165,13 @@ class TokenHolder:
 
     user_id: int
     expires_at: datetime
+    session_id: str
+    issued_at: datetime
 
 
 def token_holder(session: Session, token: str | None) -> TokenHolder:
     user, claims = authenticate(session, token)
-    return TokenHolder(user.id, claims.expires_at)
+    return TokenHolder(user.id, claims.expires_at, claims.session_id, claims.issued_at)
 
 
 def authenticate(session: Session, token: str | None) -> tuple[User, auth.AccessClaims]:
@@ -184,15 +186,27 @@ def authenticate(session: Session, token: str | None) -> tuple[User, auth.Access
         raise NotAuthenticated(BAD_TOKEN) from None
     if storable_text_problem(claims.subject):
         raise NotAuthenticated(BAD_TOKEN)
-    holder = UserRepository(session).token_holder(claims.subject, claims.session_id)
-    if holder is None:
-        raise NotAuthenticated(BAD_TOKEN)
-    user, session_ended = holder
-    if session_ended or not user.is_active or claims.issued_at < user.tokens_valid_after:
+    user = _valid_holder(session, claims.subject, claims.session_id, claims.issued_at)
+    if user is None:
         raise NotAuthenticated(BAD_TOKEN)
     return user, claims
 
 
-def is_active(session: Session, user_id: int) -> bool:
-    """Whether the user still exists and may still act."""
-    return UserRepository(session).is_active(user_id)
+def _valid_holder(
+    session: Session, subject: str, session_id: str, issued_at: datetime
+) -> User | None:
+    holder = UserRepository(session).token_holder(subject, session_id)
+    if holder is None:
+        return None
+    user, session_ended = holder
+    if session_ended or not user.is_active or issued_at < user.tokens_valid_after:
+        return None
+    return user
+
+
+def still_valid(session: Session, holder: TokenHolder) -> bool:
+    """Whether a token accepted earlier would still be, but for its expiry (which a long-lived
+    connection watches by itself): its user active, its session not ended, and no password
+    change or "log out everywhere" since it was issued."""
+    user = _valid_holder(session, str(holder.user_id), holder.session_id, holder.issued_at)
+    return user is not None

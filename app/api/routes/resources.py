@@ -4,6 +4,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from app.api.conditional import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag, not_modified
 from app.api.deps import CurrentUser, DbSession, DeletableResource, OwnedResource, Work
+from app.api.idempotency import Idempotency
 from app.api.openapi import may_answer
 from app.api.paging import set_paging_headers
 from app.api.rate_limiting import ReadLimit, WriteLimit
@@ -57,13 +58,17 @@ def create_resource(
     user: CurrentUser,
     _limit: WriteLimit,
     uow: Work,
+    idempotent: Idempotency,
     request: Request,
     response: Response,
-) -> ResourceOut:
+) -> ResourceOut | Response:
+    if replay := idempotent.replay():
+        return replay
     created = _tagged(resources.create(uow, user, data), response)
     # A path, not a URL: nothing in an answer is built from the client's Host header.
     location = request.app.url_path_for("get_resource", resource_id=created.id)
     response.headers["Location"] = f"{request.scope.get('root_path', '')}{location}"
+    idempotent.remember(status.HTTP_201_CREATED, created, response, "Location", "ETag")
     return created
 
 
@@ -78,8 +83,14 @@ def create_resources(
     user: CurrentUser,
     _limit: WriteLimit,
     uow: Work,
-) -> list[ResourceOut]:
-    return [_out(resource) for resource in resources.create_many(uow, user, items)]
+    idempotent: Idempotency,
+    response: Response,
+) -> list[ResourceOut] | Response:
+    if replay := idempotent.replay():
+        return replay
+    created = [_out(resource) for resource in resources.create_many(uow, user, items)]
+    idempotent.remember(status.HTTP_201_CREATED, created, response)
+    return created
 
 
 @router.get(

@@ -51,7 +51,7 @@ async def updates(
 
     async def still_active() -> bool:
         try:
-            return await run_with_connection(gate, session, users.is_active, holder.user_id)
+            return await run_with_connection(gate, session, users.still_valid, holder)
         except (ConnectionsExhausted, OperationalError):
             return True  # the database is busy or away, not the user gone: ask again later
 
