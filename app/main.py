@@ -8,6 +8,7 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI, status
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.api.docs import DOCS_PAGES, install_docs
 from app.api.live_updates import LiveConnections
 from app.api.openapi import document_problems
 from app.api.routes import auth, external, health, resources, summary, updates, users
@@ -15,6 +16,7 @@ from app.database import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import EventBroker, build_broker
 from app.graceful import chain_before_exit
+from app.logs import AccessLog
 from app.middleware import AllowedHosts, BodySizeLimit, HeadAsGet, RequestId, SecurityHeaders
 from app.rate_limits import RateLimits
 from app.services.external_api import build_http_client
@@ -57,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="User-owned resources with live updates",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.broker = build_broker(settings.broker_url, settings.broker_channel)
@@ -75,8 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(HeadAsGet)
     app.add_middleware(AllowedHosts, allowed_hosts=settings.allowed_hosts)
-    docs_paths = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
-    app.add_middleware(SecurityHeaders, docs_paths={path for path in docs_paths if path})
+    app.add_middleware(SecurityHeaders, docs_paths=DOCS_PAGES)
+    if settings.access_log:
+        app.add_middleware(AccessLog)  # inside RequestId, so that its lines name the request
     app.add_middleware(RequestId)
     api_routers = [module.router for module in (auth, users, resources, external, summary)]
     document_problems(app, [*api_routers, health.router])
@@ -86,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(updates.router)
     app.include_router(health.router)
+    install_docs(app)
     return app
 
 

@@ -8,6 +8,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
+from app.logs import REQUEST_ID
 from app.problems import problem_response
 
 TOO_LARGE = "Request body too large"
@@ -124,17 +125,20 @@ class RequestId:
                 MutableHeaders(scope=message).setdefault("x-request-id", request_id)
             await send(message)
 
-        await self.app(scope, receive, with_request_id)
+        logged_as = REQUEST_ID.set(request_id)  # every log line of this request names it
+        try:
+            await self.app(scope, receive, with_request_id)
+        finally:
+            REQUEST_ID.reset(logged_as)
 
 
-# The API serves JSON only: nothing may run, frame or be sniffed. The docs pages load Swagger
-# UI and ReDoc with inline scripts from their CDN.
+# The API serves JSON only: nothing may run, frame or be sniffed. The docs pages run Swagger
+# UI and ReDoc from the app's own files (app.api.docs), started by an inline script; nothing
+# comes from another host.
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src 'self' https://fonts.gstatic.com; img-src 'self' data: https:; "
-    "worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'"
 )
 HSTS = "max-age=31536000; includeSubDomains"
 
@@ -150,7 +154,7 @@ API_SECURITY_HEADERS = {
 class SecurityHeaders:
     """The headers every answer carries; HSTS only when served over HTTPS."""
 
-    def __init__(self, app: ASGIApp, docs_paths: set[str]) -> None:
+    def __init__(self, app: ASGIApp, docs_paths: frozenset[str]) -> None:
         self.app = app
         self.docs_paths = docs_paths
         # Built once, not per request: the API's fields, and the docs pages' own CSP.
