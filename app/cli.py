@@ -53,6 +53,7 @@ def _schema_problem() -> str | None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.logs import logging_config
     from app.server import uvicorn_options
 
     problem = _workers_problem(args.workers) or _schema_problem()
@@ -60,13 +61,16 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"resource-api: {problem}", file=sys.stderr)
         return 2
 
+    settings = get_settings()
     uvicorn.run(
         "app.main:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        **uvicorn_options(get_settings()),
+        log_config=logging_config(settings.effective_log_format, args.log_level),
+        access_log=False,  # ours (app.logs.AccessLog) carries the request id and duration
+        **uvicorn_options(settings),
     )
     return 0
 

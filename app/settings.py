@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # sharing the key, are refused.
     token_issuer: str = "resource-api"  # noqa: S105  (names, not secrets)
     token_audience: str = "resource-api"  # noqa: S105
+    # Log lines as JSON objects or as text; unset: JSON in production, text elsewhere.
+    log_format: Literal["json", "text"] | None = None
+    access_log: bool = True  # one line per request
     # How long a write made with an Idempotency-Key is answered again instead of made again.
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
     # Empty: live updates fan out within one process. `redis://host:6379/0`: across processes.
@@ -116,6 +119,12 @@ class Settings(BaseSettings):
     @property
     def db_connection_capacity(self) -> int:
         return self.db_pool_size + self.db_max_overflow
+
+    @property
+    def effective_log_format(self) -> str:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.environment == "production" else "text"
 
     @property
     def hash_concurrency(self) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import httpx
 
@@ -56,11 +56,13 @@ class Server(NamedTuple):
 
 
 @contextmanager
-def _serving(command: list[str], env: dict[str, str], probe_path: str) -> Iterator[Server]:
+def _serving(
+    command: list[str], env: dict[str, str], probe_path: str, log: IO[bytes] | None = None
+) -> Iterator[Server]:
     """Run `command` (a server taking --port) until the block ends; yields once `probe_path`
-    answers."""
+    answers. Its log (stderr) goes to `log`, when given."""
     port = free_port()
-    process = subprocess.Popen([*command, "--port", str(port)], env=env)
+    process = subprocess.Popen([*command, "--port", str(port)], env=env, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -79,10 +81,12 @@ def _serving(command: list[str], env: dict[str, str], probe_path: str) -> Iterat
         process.wait(timeout=15)
 
 
-def running_server(env: dict[str, str], *serve_args: str) -> ContextManager[Server]:
+def running_server(
+    env: dict[str, str], *serve_args: str, log: IO[bytes] | None = None
+) -> ContextManager[Server]:
     """`resource-api serve` until the block ends; yields the server once `/health` answers."""
     command = [sys.executable, "-m", "app.cli", "serve", "--log-level", "warning", *serve_args]
-    return _serving(command, env, "/health")
+    return _serving(command, env, "/health", log)
 
 
 def running_demo_upstream() -> ContextManager[Server]:
