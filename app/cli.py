@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from app.settings import get_settings
 
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
+# Drivers that come with an extra: a URL that needs one names the extra to install.
+EXTRAS = {"psycopg": "postgres", "redis": "redis"}
 
 
 def _positive(value: str) -> int:
@@ -32,22 +34,31 @@ def _workers_problem(workers: int) -> str | None:
 def _schema_problem() -> str | None:
     """Why the server must not start, in one line: a database it cannot reach, or a schema
     behind the code (every request would fail while the server looked healthy)."""
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.database import get_engine
     from app.migrations import schema_is_current
 
-    url = make_url(get_settings().database_url).render_as_string(hide_password=True)
     try:
         with get_engine().connect() as connection:
             current = schema_is_current(connection)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        return f"cannot reach the database at {url}: {reason}"
+        return _unreachable(exc)
     if not current:
-        return f"the database schema at {url} is behind: run resource-api migrate"
+        return f"the database schema at {_database()} is behind: run resource-api migrate"
     return None
+
+
+def _database() -> str:
+    """The database URL, its password masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(get_settings().database_url).render_as_string(hide_password=True)
+
+
+def _unreachable(exc: BaseException) -> str:
+    reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    return f"cannot reach the database at {_database()}: {reason}"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -138,6 +149,9 @@ def _listen_options(command: argparse.ArgumentParser, default_port: int, port_he
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="resource-api", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help="show a traceback instead of a one-line error"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     helpful = argparse.ArgumentDefaultsHelpFormatter
@@ -184,9 +198,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings_problems(exc: ValidationError) -> list[str]:
+    """One line per setting that is wrong, naming it as the environment does; never its
+    value (it may be a key or a password)."""
+    problems = []
+    for error in exc.errors():
+        setting = "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{setting}: {message}" if setting else message)
+    return problems
+
+
+def _problems(exc: Exception) -> list[str] | None:
+    """What to tell the user, in a line each, about an error a command met; None for one
+    that is not theirs to fix (a bug: its traceback says more)."""
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(exc, ValidationError):
+        return _settings_problems(exc)
+    if isinstance(exc, ModuleNotFoundError) and exc.name in EXTRAS:
+        extra = EXTRAS[exc.name]
+        return [f"{exc.name} is not installed: pip install 'resource-api[{extra}]'"]
+    if isinstance(exc, OperationalError):
+        return [_unreachable(exc)]
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    status: int = args.handler(args)
+    try:
+        status: int = args.handler(args)
+    except Exception as exc:
+        problems = None if args.debug else _problems(exc)
+        if problems is None:
+            raise
+        for problem in problems:
+            print(f"resource-api: {problem}", file=sys.stderr)
+        return 2
     return status
 
 

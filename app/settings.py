@@ -1,9 +1,11 @@
 """The one settings object: everything configurable comes from the environment (or `.env`)."""
 
 import contextlib
+import math
 import os
 import secrets
 import tempfile
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +16,19 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_DATA_DIR = Path("data")
 # RFC 7518 §3.2: an HS256 key must be at least as long as the hash output (256 bits).
 MIN_SECRET_KEY_BYTES = 32
+# And hard to guess: a long placeholder ("changeme" five times) is not a key.
+MIN_SECRET_KEY_BITS = 64
+MIN_DISTINCT_TRIGRAMS = 0.75
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+
+
+def looks_guessable(key: str) -> bool:
+    """Too few distinct characters for its length (the length times the Shannon entropy of
+    its characters), or a repeated word or pattern (its three-character runs repeat)."""
+    counts = Counter(key)
+    bits = -sum(count * math.log2(count / len(key)) for count in counts.values())
+    trigrams = [key[i : i + 3] for i in range(len(key) - 2)]
+    return bits < MIN_SECRET_KEY_BITS or len(set(trigrams)) < len(trigrams) * MIN_DISTINCT_TRIGRAMS
 
 
 class Settings(BaseSettings):
@@ -106,14 +121,18 @@ class Settings(BaseSettings):
                 "THREAD_POOL_SIZE must exceed DB_POOL_SIZE + DB_MAX_OVERFLOW "
                 f"({self.thread_pool_size} <= {self.db_connection_capacity})"
             )
-        if (
-            self.environment == "production"
-            and len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES
-        ):
-            raise ValueError(
-                f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_BYTES} bytes in production "
-                '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
-            )
+        if self.environment == "production":
+            # The key itself is never part of the message.
+            if len(self.secret_key.encode()) < MIN_SECRET_KEY_BYTES:
+                raise ValueError(
+                    f"SECRET_KEY must be set to at least {MIN_SECRET_KEY_BYTES} bytes in "
+                    f"production (make one: {MAKE_A_KEY})"
+                )
+            if looks_guessable(self.secret_key):
+                raise ValueError(
+                    "SECRET_KEY looks like a placeholder, too easy to guess for production "
+                    f"(make one: {MAKE_A_KEY})"
+                )
         return self
 
     @property

@@ -35,6 +35,7 @@ from sqlalchemy.engine import make_url
 from app.models import User
 from app.settings import get_settings
 from tests.factories import PASSWORD
+from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 __all__ = ["PASSWORD"]
 
@@ -66,6 +67,16 @@ def scratch_database_url(tmp_path: Path, worker_id: str, db_blocker: DatabaseBlo
             url = fresh_postgres_database(url, f"{url.database}_scratch_{worker_id}")
         return url.render_as_string(hide_password=False)
     return f"sqlite:///{tmp_path}/scratch.db"
+
+
+@pytest.fixture
+def live_writer(tmp_path: Path, scratch_database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """A live server on the suite's kind of database, without a write limit, and a signed-up
+    user's bearer headers on it: for writes that race over real sockets."""
+    env = server_env(tmp_path, scratch_database_url, RATE_LIMIT_WRITES_PER_USER="")
+    assert run_cli(env, "migrate").returncode == 0
+    with running_server(env) as server:
+        yield server.url, register_and_log_in(server.url, "writer")
 
 
 StateSetter = Callable[[str, object], None]

@@ -13,7 +13,7 @@ from typing import IO, NamedTuple
 
 import httpx
 
-from tests.conftest import PASSWORD
+from tests.factories import PASSWORD
 
 STARTUP_SECONDS = 30
 

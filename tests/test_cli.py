@@ -10,6 +10,7 @@ import pytest
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from sqlalchemy import inspect
 
+from app.cli import _problems
 from app.database import build_engine
 from app.migrations import alembic_config
 from tests.conftest import PASSWORD
@@ -151,6 +152,44 @@ def test_several_workers_without_a_broker_are_refused(cli_env: dict[str, str]) -
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("resource-api: --workers 2 needs BROKER_URL")
+
+
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("short", "SECRET_KEY must be set to at least 32 bytes"),
+        ("changeme" * 5, "SECRET_KEY looks like a placeholder"),
+    ],
+)
+def test_a_bad_production_key_is_one_line_that_never_shows_it(
+    cli_env: dict[str, str], key: str, says: str
+) -> None:
+    env = {**cli_env, "ENVIRONMENT": "production", "SECRET_KEY": key}
+    result = run_cli(env, "serve", "--port", str(free_port()))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"resource-api: {says}")
+    assert "token_urlsafe" in line  # and how to make a good one
+    assert key not in result.stderr + result.stdout
+    debug = run_cli(env, "--debug", "serve", "--port", str(free_port()))
+    assert "Traceback" in debug.stderr  # --debug shows where
+
+
+def test_a_database_that_does_not_exist_is_one_line(cli_env: dict[str, str]) -> None:
+    nowhere = "postgresql+psycopg://app:secret@127.0.0.1:1/test_nowhere"
+    result = run_cli({**cli_env, "DATABASE_URL": nowhere}, "migrate")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(
+        "resource-api: cannot reach the database at postgresql+psycopg://app:***@"
+    )
+    assert "secret" not in result.stderr
+
+
+def test_a_missing_driver_names_the_extra_to_install() -> None:
+    problems = _problems(ModuleNotFoundError("No module named 'psycopg'", name="psycopg"))
+    assert problems == ["psycopg is not installed: pip install 'resource-api[postgres]'"]
+    assert _problems(ModuleNotFoundError("No module named 'x'", name="x")) is None  # a bug
 
 
 @pytest.mark.parametrize(

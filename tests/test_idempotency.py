@@ -6,9 +6,7 @@ safely, and duplicates sent at once never both write."""
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -21,7 +19,6 @@ from app.database import utcnow
 from app.models import IdempotencyRecord, Resource
 from app.services.idempotency import KEY_REUSED
 from tests.problems import assert_problem
-from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 URL = "/api/v1/resources"
 BULK = f"{URL}/bulk"
@@ -133,20 +130,12 @@ def test_a_malformed_key_is_a_422(client: TestClient, auth_headers: dict, key: s
     assert "Idempotency-Key" in response.json()["detail"]
 
 
-@pytest.fixture
-def live(tmp_path: Path, scratch_database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
-    env = server_env(tmp_path, scratch_database_url, RATE_LIMIT_WRITES_PER_USER="")
-    assert run_cli(env, "migrate").returncode == 0
-    with running_server(env) as server:
-        yield server.url, register_and_log_in(server.url, "retrier")
-
-
 def count_over_http(base: str) -> int:
     return int(httpx.get(f"{base}{URL}?limit=1").headers["x-total-count"])
 
 
-def test_a_lost_bulk_answer_is_retried_safely(live: tuple[str, dict[str, str]]) -> None:
-    base, headers = live
+def test_a_lost_bulk_answer_is_retried_safely(live_writer: tuple[str, dict[str, str]]) -> None:
+    base, headers = live_writer
     items = [{"name": f"item {i}"} for i in range(500)]
     body = json.dumps(items).encode()
     address = urlsplit(base)
@@ -168,9 +157,9 @@ def test_a_lost_bulk_answer_is_retried_safely(live: tuple[str, dict[str, str]]) 
 
 @pytest.mark.asyncio
 async def test_duplicates_sent_at_once_never_both_write(
-    live: tuple[str, dict[str, str]],
+    live_writer: tuple[str, dict[str, str]],
 ) -> None:
-    base, headers = live
+    base, headers = live_writer
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         for round_ in range(10):
             answers = await asyncio.gather(

@@ -4,14 +4,10 @@ in the PostgreSQL run; SQLite serialises its writers anyway."""
 
 import asyncio
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
-
-from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 ROUNDS = 25
 
@@ -29,20 +25,11 @@ async def deleted_events(websocket: object, expected: int) -> list[int]:
     return ids
 
 
-@pytest.fixture
-def racer(tmp_path: Path, scratch_database_url: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """A live server without a write limit, and a user's headers on it."""
-    env = server_env(tmp_path, scratch_database_url, RATE_LIMIT_WRITES_PER_USER="")
-    assert run_cli(env, "migrate").returncode == 0
-    with running_server(env) as server:
-        yield server.url, register_and_log_in(server.url, "racer")
-
-
 @pytest.mark.asyncio
 async def test_racing_writes_are_answered_and_each_delete_happens_once(
-    racer: tuple[str, dict[str, str]],
+    live_writer: tuple[str, dict[str, str]],
 ) -> None:
-    base, headers = racer
+    base, headers = live_writer
     ws_url = base.replace("http://", "ws://") + "/ws/updates"
     async with (
         connect(ws_url, additional_headers=headers) as websocket,
@@ -70,10 +57,10 @@ async def test_racing_writes_are_answered_and_each_delete_happens_once(
 
 @pytest.mark.asyncio
 async def test_racing_writes_naming_one_version_let_exactly_one_through(
-    racer: tuple[str, dict[str, str]],
+    live_writer: tuple[str, dict[str, str]],
 ) -> None:
     """Four editors who read the same version: one change lands, three get 412, every round."""
-    base, headers = racer
+    base, headers = live_writer
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         for _ in range(ROUNDS):
             created = await client.post("/api/v1/resources", json={"name": "draft"})

@@ -1,4 +1,6 @@
+import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,27 @@ def test_production_refuses_a_missing_or_weak_key() -> None:
         Settings(environment="production", secret_key="")
     with pytest.raises(ValidationError, match="SECRET_KEY must be set"):
         Settings(environment="production", secret_key="short")
-    assert Settings(environment="production", secret_key="k" * 32).signing_key == "k" * 32
+    key = secrets.token_urlsafe(32)
+    assert Settings(environment="production", secret_key=key).signing_key == key
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    ["k" * 64, "changeme" * 5, "your-secret-key-here-your-secret-key", "0123456789" * 4],
+)
+def test_production_refuses_a_long_placeholder_key(placeholder: str) -> None:
+    with pytest.raises(ValidationError, match="looks like a placeholder") as refused:
+        Settings(environment="production", secret_key=placeholder)
+    assert placeholder not in str(refused.value.errors(include_input=False))
+
+
+@pytest.mark.parametrize("make", [secrets.token_urlsafe, secrets.token_hex])
+@pytest.mark.parametrize("size", [16, 32, 48])
+def test_production_takes_a_made_key(make: Callable[[int], str], size: int) -> None:
+    for _ in range(20):  # random, so more than once
+        key = make(size)
+        if len(key) >= 32:
+            assert Settings(environment="production", secret_key=key).secret_key == key
 
 
 def test_a_missing_key_is_made_once_and_kept(tmp_path: Path) -> None:
