@@ -77,13 +77,18 @@ def document_problems(app: FastAPI, routers: Iterable[APIRouter]) -> None:
                 for status in sorted(route_problems(route)):
                     route.responses.setdefault(status, _problem_response(status))
     generate = app.openapi
+    _, definitions = models_json_schema(
+        [(Problem, "serialization"), (ValidationProblem, "serialization")], ref_template=REF
+    )
 
     def openapi() -> dict[str, Any]:
+        # FastAPI makes the document once and keeps it: the problem schemas go in then.
+        made_now = app.openapi_schema is None
         document = generate()
-        _, definitions = models_json_schema(
-            [(Problem, "serialization"), (ValidationProblem, "serialization")], ref_template=REF
-        )
-        document.setdefault("components", {}).setdefault("schemas", {}).update(definitions["$defs"])
+        if made_now:
+            document.setdefault("components", {}).setdefault("schemas", {}).update(
+                definitions["$defs"]
+            )
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
