@@ -6,7 +6,7 @@ applied by the server before the app sees the request): a client cannot choose i
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Response
 from starlette.requests import HTTPConnection
@@ -15,6 +15,8 @@ from app.api.deps import CurrentUser
 from app.api.openapi import may_answer
 from app.errors import TooManyRequests
 from app.rate_limits import Policies, Policy, RateLimits
+
+T = TypeVar("T")
 
 TOO_MANY = "Too many requests; retry after {seconds} s"
 
@@ -75,7 +77,22 @@ class AccountLockout:
         # The login is the client's text, of any length: store a fixed-size digest of it.
         return hashlib.sha256(account.encode("utf-8", "surrogatepass")).hexdigest()
 
-    async def ensure_open(self, account: str) -> None:
+    async def guard(
+        self, account: str, check: Callable[[], Awaitable[T]], refused: type[Exception]
+    ) -> T:
+        """`check()`, a password check for `account`, unless the account is locked (asked
+        first, so a locked account costs no hash): a `refused` failure counts towards the
+        lockout, a success clears the count."""
+        await self._ensure_open(account)
+        try:
+            result = await check()
+        except refused:
+            await self._failed(account)
+            raise
+        await self._succeeded(account)
+        return result
+
+    async def _ensure_open(self, account: str) -> None:
         if self._limits is None:
             return
         policy = self._limits.policies.login_failures_per_account
@@ -86,12 +103,12 @@ class AccountLockout:
                 f"Too many failed logins; retry after {headers['Retry-After']} s", headers
             )
 
-    async def failed(self, account: str) -> None:
+    async def _failed(self, account: str) -> None:
         if self._limits is not None:
             policy = self._limits.policies.login_failures_per_account
             await self._limits.limiter.hit(policy, self._key(account))
 
-    async def succeeded(self, account: str) -> None:
+    async def _succeeded(self, account: str) -> None:
         if self._limits is not None:
             policy = self._limits.policies.login_failures_per_account
             await self._limits.limiter.clear(policy, self._key(account))

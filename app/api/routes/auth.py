@@ -1,5 +1,6 @@
 """Tokens: log in, renew, log out (here, or everywhere)."""
 
+from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
@@ -51,15 +52,10 @@ async def login(
     session: a short access token and a refresh token."""
     candidate = await run_with_connection(gate, session, users.login_candidate, form.username)
     account = candidate.email if candidate else form.username.lower()
-    await lockout.ensure_open(account)  # before hashing: a locked account costs nothing
-    try:
-        verified = await anyio.to_thread.run_sync(
-            users.check_password, candidate, form.password, limiter=hashing
-        )
-    except NotAuthenticated:
-        await lockout.failed(account)
-        raise
-    await lockout.succeeded(account)
+    check = partial(
+        anyio.to_thread.run_sync, users.check_password, candidate, form.password, limiter=hashing
+    )
+    verified = await lockout.guard(account, check, refused=NotAuthenticated)
     tokens = await run_with_connection(
         gate, session, in_own_unit_of_work, sessions.start, verified.user_id
     )

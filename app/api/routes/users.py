@@ -1,6 +1,7 @@
 """Accounts: sign up, one's own account, and an admin's say over others'."""
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import anyio.to_thread
@@ -75,15 +76,14 @@ async def verified_password_change(
     made holding no connection, before the route's unit of work takes one. Wrong current
     passwords count towards the account's lockout, as failed logins do."""
     candidate = await run_with_connection(gate, session, users.candidate_from_token, token)
-    await lockout.ensure_open(candidate.email)
-    try:
-        await anyio.to_thread.run_sync(
-            users.verify_current_password, candidate, data.current_password, limiter=hashing
-        )
-    except Forbidden:
-        await lockout.failed(candidate.email)
-        raise
-    await lockout.succeeded(candidate.email)
+    check = partial(
+        anyio.to_thread.run_sync,
+        users.verify_current_password,
+        candidate,
+        data.current_password,
+        limiter=hashing,
+    )
+    await lockout.guard(candidate.email, check, refused=Forbidden)
     hashed = await anyio.to_thread.run_sync(auth.hash_password, data.new_password, limiter=hashing)
     return NewPassword(candidate.user_id, hashed)
 
