@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from app.problems import plain_message
 from app.settings import get_settings
 
 LOG_LEVELS = ["critical", "error", "warning", "info", "debug", "trace"]
@@ -122,7 +123,8 @@ def _create_user(args: argparse.Namespace) -> int:
         data = UserCreate(email=args.email, username=args.username, password=_read_password())
     except ValidationError as exc:
         for error in exc.errors():
-            print(f"{'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+            where = ".".join(map(str, error["loc"]))
+            print(f"{where}: {plain_message(error['msg'])}", file=sys.stderr)
         return 2
     with get_session_factory()() as session:
         uow = UnitOfWork(session)
@@ -204,7 +206,7 @@ def _settings_problems(exc: ValidationError) -> list[str]:
     problems = []
     for error in exc.errors():
         setting = "_".join(str(part) for part in error["loc"]).upper()
-        message = error["msg"].removeprefix("Value error, ")
+        message = plain_message(error["msg"])
         problems.append(f"{setting}: {message}" if setting else message)
     return problems
 

@@ -17,14 +17,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.database import ConnectionsExhausted
 from app.middleware import API_SECURITY_HEADERS
-from app.problems import problem_response
+from app.problems import plain_message, problem_response
 
 logger = logging.getLogger(__name__)
 
 DATABASE_UNAVAILABLE = "Database unavailable"
 DATABASE_BUSY = "Database busy; retry shortly"
 RETRY_AFTER_SECONDS = 1
-PYDANTIC_VALUE_ERROR = "Value error, "
 
 
 class DomainError(Exception):
@@ -95,7 +94,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [
         {
             "loc": [_printable(part) for part in error["loc"]],
-            "msg": _printable(error["msg"]).removeprefix(PYDANTIC_VALUE_ERROR),
+            "msg": plain_message(_printable(error["msg"])),
             "type": error["type"],
         }
         for error in exc.errors()

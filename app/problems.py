@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.types import Scope
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+PYDANTIC_VALUE_ERROR = "Value error, "
 # No problem of ours has semantics beyond its status code: `title` is the status phrase.
 ABOUT_BLANK = "about:blank"
 
@@ -37,6 +38,12 @@ class ValidationProblem(Problem):
     """A 422: what was wrong with each field."""
 
     errors: list[FieldError]
+
+
+def plain_message(message: str) -> str:
+    """A validation message without pydantic's prefix for our own validators' errors: they
+    say what is wrong already."""
+    return message.removeprefix(PYDANTIC_VALUE_ERROR)
 
 
 def problem_body(
