@@ -14,7 +14,7 @@ from app import auth
 from app.database import utcnow
 from app.errors import NotAuthenticated, RefreshTokenReused
 from app.models import LoginSession, User
-from app.repositories import LoginSessionRepository
+from app.repositories import LoginSessionRepository, UserRepository
 from app.settings import get_settings
 from app.unit_of_work import UnitOfWork
 
@@ -65,7 +65,7 @@ def renew(uow: UnitOfWork, refresh_token: str) -> IssuedTokens:
     if not secrets.compare_digest(login.refresh_hash or "", auth.digest(refresh_token)):
         login.ended_at = now
         raise RefreshTokenReused(BAD_REFRESH)
-    user = uow.session.get(User, login.user_id)
+    user = UserRepository(uow.session).get(login.user_id)
     if user is None or not user.is_active:
         raise NotAuthenticated(BAD_REFRESH)
     return _issue(login)
