@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -80,7 +81,10 @@ class Page:
 def chromium_page() -> Iterator[Page]:
     with tempfile.TemporaryDirectory() as profile:
         command = [chromium_path(), *FLAGS, f"--user-data-dir={profile}", "about:blank"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own process group, so that its helpers (renderer, crashpad…) stop with it.
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + START_SECONDS
@@ -94,5 +98,20 @@ def chromium_page() -> Iterator[Page]:
             with connect(page["webSocketDebuggerUrl"], max_size=None) as socket:
                 yield Page(socket)
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            stop_group(process)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop chromium and every helper it started, and wait until none is left: a helper still
+    writing into the profile would make removing it fail."""
+    for stop_signal in (signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + 10
+        try:
+            os.killpg(process.pid, stop_signal)
+            while time.monotonic() < deadline:
+                process.poll()  # reaps the leader, which would otherwise linger as a zombie
+                os.killpg(process.pid, 0)  # raises once the group is empty
+                time.sleep(0.05)
+        except ProcessLookupError:
+            break
+    process.wait(timeout=5)
