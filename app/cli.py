@@ -1,6 +1,7 @@
 """`resource-api`: serve, migrate, create-user, demo-upstream."""
 
 import argparse
+import contextlib
 import getpass
 import os
 import sys
@@ -66,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.logs import logging_config
+    from app.metrics import shared_by_workers
     from app.server import uvicorn_options
 
     problem = _workers_problem(args.workers) or _schema_problem()
@@ -74,16 +76,18 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
     settings = get_settings()
-    uvicorn.run(
-        "app.main:app",
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        log_config=logging_config(settings.effective_log_format, args.log_level),
-        access_log=False,  # ours (app.logs.AccessLog) carries the request id and duration
-        **uvicorn_options(settings),
-    )
+    several = args.workers > 1 and settings.metrics_enabled
+    with shared_by_workers() if several else contextlib.nullcontext():
+        uvicorn.run(
+            "app.main:app",
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            log_config=logging_config(settings.effective_log_format, args.log_level),
+            access_log=False,  # ours (app.logs.log_access) carries the request id and duration
+            **uvicorn_options(settings),
+        )
     return 0
 
 
@@ -98,7 +102,7 @@ def _migrate(_args: argparse.Namespace) -> int:
     from app.migrations import upgrade_to_head
 
     upgrade_to_head()
-    print(f"database at head: {get_settings().database_url}")
+    print(f"database at head: {_database()}")
     return 0
 
 

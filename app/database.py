@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from app.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_WAITING
 from app.settings import get_settings
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -133,13 +134,14 @@ class ConnectionGate:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         acquired = False
-        with anyio.move_on_after(self.timeout):
+        with DB_CONNECTIONS_WAITING.track_inprogress(), anyio.move_on_after(self.timeout):
             await self._slots.acquire()
             acquired = True
         if not acquired:
             raise ConnectionsExhausted
         try:
-            yield
+            with DB_CONNECTIONS_IN_USE.track_inprogress():
+                yield
         finally:
             self._slots.release()
 

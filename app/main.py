@@ -11,13 +11,22 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api.docs import DOCS_PAGES, install_docs
 from app.api.live_updates import LiveConnections
 from app.api.openapi import document_problems
-from app.api.routes import auth, external, health, resources, summary, updates, users
+from app.api.routes import auth, external, health, metrics, resources, summary, updates, users
 from app.database import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import EventBroker, build_broker
 from app.graceful import chain_before_exit
-from app.logs import AccessLog
-from app.middleware import AllowedHosts, BodySizeLimit, HeadAsGet, RequestId, SecurityHeaders
+from app.logs import log_access
+from app.metrics import RequestCounter, RouteTemplates, forget_this_process
+from app.middleware import (
+    AllowedHosts,
+    BodySizeLimit,
+    HeadAsGet,
+    ObserveRequests,
+    RequestId,
+    RequestObserver,
+    SecurityHeaders,
+)
 from app.rate_limits import RateLimits
 from app.services.external_api import build_http_client
 from app.settings import Settings, get_settings
@@ -50,6 +59,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         finally:
             restore_signals()
             await broker.stop()
+            forget_this_process()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,6 +77,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.live_connections = LiveConnections()
     app.state.http_client = None
     install_error_handlers(app)
+    templates = _install_routes(app, settings)
+    _install_middleware(app, settings, templates)
+    return app
+
+
+def _install_routes(app: FastAPI, settings: Settings) -> RouteTemplates:
+    """Every route; what each one's path template is, for the metrics."""
+    api_routers = [module.router for module in (auth, users, resources, external, summary)]
+    document_problems(app, [*api_routers, health.router])
+    api = APIRouter(prefix=API_PREFIX)
+    for router in api_routers:
+        api.include_router(router)
+    app.include_router(api)
+    app.include_router(updates.router)
+    app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
+    install_docs(app)
+    return RouteTemplates(app, {API_PREFIX: api_routers})
+
+
+def _install_middleware(app: FastAPI, settings: Settings, templates: RouteTemplates) -> None:
     # Added innermost first: a request meets them in the reverse order.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -80,19 +112,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HeadAsGet)
     app.add_middleware(AllowedHosts, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SecurityHeaders, docs_paths=DOCS_PAGES)
+    observers: list[RequestObserver] = []
     if settings.access_log:
-        app.add_middleware(AccessLog)  # inside RequestId, so that its lines name the request
+        observers.append(log_access)
+    if settings.metrics_enabled:
+        observers.append(RequestCounter(templates))
+    if observers:  # inside RequestId, so that the access lines name their request
+        app.add_middleware(ObserveRequests, observers=observers)
     app.add_middleware(RequestId)
-    api_routers = [module.router for module in (auth, users, resources, external, summary)]
-    document_problems(app, [*api_routers, health.router])
-    api = APIRouter(prefix=API_PREFIX)
-    for router in api_routers:
-        api.include_router(router)
-    app.include_router(api)
-    app.include_router(updates.router)
-    app.include_router(health.router)
-    install_docs(app)
-    return app
 
 
 app = create_app()

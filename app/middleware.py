@@ -1,7 +1,9 @@
 """ASGI middleware of our own."""
 
 import re
+import time
 import uuid
+from collections.abc import Callable, Sequence
 
 from fastapi import HTTPException, status
 from starlette.datastructures import Headers, MutableHeaders
@@ -98,7 +100,45 @@ class HeadAsGet:
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, head_only)
+        # In place (and back after), so that the middleware outside sees the route that served it.
+        scope["method"] = "GET"
+        try:
+            await self.app(scope, receive, head_only)
+        finally:
+            scope["method"] = "HEAD"
+
+
+# Told of every HTTP request once it is answered (or failed): its scope, status and seconds.
+RequestObserver = Callable[[Scope, int, float], None]
+
+
+class ObserveRequests:
+    """Times every HTTP request and hands its outcome to the observers (the access log, the
+    metrics): one layer for both, however many are on."""
+
+    def __init__(self, app: ASGIApp, observers: Sequence[RequestObserver]) -> None:
+        self.app = app
+        self.observers = tuple(observers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # unless an answer starts
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_status)
+        finally:
+            seconds = time.perf_counter() - started
+            for observe in self.observers:
+                observe(scope, status, seconds)
 
 
 # A client's own request id is kept when it is a plain token of sane length.

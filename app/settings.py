@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # Log lines as JSON objects or as text; unset: JSON in production, text elsewhere.
     log_format: Literal["json", "text"] | None = None
     access_log: bool = True  # one line per request
+    # GET /metrics in Prometheus' format; with a token set, only `Authorization: Bearer <it>`.
+    metrics_enabled: bool = True
+    metrics_token: str = ""
     # How long a write made with an Idempotency-Key is answered again instead of made again.
     idempotency_key_ttl_hours: int = Field(default=24, ge=1)
     # Empty: live updates fan out within one process. `redis://host:6379/0`: across processes.

@@ -9,6 +9,7 @@ import httpx
 import pytest
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from app.cli import _problems
 from app.database import build_engine
@@ -41,6 +42,18 @@ def test_migrate_makes_the_schema_the_models_describe(
     assert differences == []
     # Running it again is harmless.
     assert run_cli(cli_env, "migrate").returncode == 0
+
+
+def test_migrate_never_prints_the_database_password(cli_env: dict[str, str]) -> None:
+    url = make_url(cli_env["DATABASE_URL"])
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("only a server URL has a password (the PostgreSQL run checks this)")
+    password = "never-print-me"  # the server trusts loopback, so any password connects
+    with_password = url.set(password=password).render_as_string(hide_password=False)
+    result = run_cli({**cli_env, "DATABASE_URL": with_password}, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "***@" in result.stdout
+    assert password not in result.stdout + result.stderr
 
 
 def test_migrations_go_down_to_nothing(

@@ -17,6 +17,8 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from redis.asyncio import Redis
 from websockets.sync.client import connect
 
@@ -24,6 +26,7 @@ from app.events.broker import build_broker
 from app.events.redis_broker import RedisBroker
 from app.events.types import Event
 from tests.conftest import StateSetter
+from tests.scraping import sample
 from tests.servers import free_port, register_and_log_in, run_cli, running_server, server_env
 
 
@@ -239,6 +242,59 @@ def test_serve_with_several_workers_shares_events(
             ]
             heard = [_receive(websocket)["data"] for _ in created]
         assert heard == created
+
+
+def _posts_counted(directory: Path) -> dict[str, float]:
+    """The resource creations each worker counted, read from its own file."""
+    counted = {}
+    for worker_file in directory.glob("counter_*.db"):
+        alone = directory / "one-worker" / worker_file.stem
+        alone.mkdir(parents=True)
+        shutil.copy(worker_file, alone)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(alone))  # type: ignore[no-untyped-call]
+        labels = {"method": "POST", "route": "/api/v1/resources", "status": "201"}
+        counted[worker_file.stem] = registry.get_sample_value("http_requests_total", labels) or 0
+        shutil.rmtree(alone)
+    return counted
+
+
+def test_serve_with_several_workers_scrapes_the_sum_of_their_metrics(
+    tmp_path: Path, scratch_database_url: str, redis_url: str
+) -> None:
+    """Whichever worker answers the scrape, it reports what all of them counted."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_1.db").write_bytes(b"from a server that ran before")  # emptied first
+    env = server_env(
+        tmp_path,
+        scratch_database_url,
+        BROKER_URL=redis_url,
+        BROKER_CHANNEL=unique("metrics"),
+        PROMETHEUS_MULTIPROC_DIR=str(directory),
+    )
+    assert run_cli(env, "migrate").returncode == 0
+    with running_server(env, "--workers", "2") as server:
+        headers = register_and_log_in(server.url, "counted")
+        ws_url = server.url.replace("http://", "ws://") + "/ws/updates"
+        with connect(ws_url, additional_headers=headers) as websocket:
+            websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
+            assert _receive(websocket)["type"] == "subscribed"
+            created = 0
+            # A new connection each time, until both workers have taken some (bounded).
+            while created < 60 and (created < 4 or 0 in _posts_counted(directory).values()):
+                url = f"{server.url}/api/v1/resources"
+                assert httpx.post(url, json={"name": "n"}, headers=headers).status_code == 201
+                created += 1
+            assert len(_posts_counted(directory)) == 2
+            assert 0 not in _posts_counted(directory).values(), "one worker took every request"
+            for _ in range(4):  # new connections: both workers answer some scrapes
+                scraped = httpx.get(f"{server.url}/metrics").text
+                labels = {"method": "POST", "route": "/api/v1/resources", "status": "201"}
+                assert sample(scraped, "http_requests_total", **labels) == created
+                assert sample(scraped, "events_published_total") == created
+                assert sample(scraped, "live_subscribers") == 1
+    assert not (directory / "counter_1.db").exists()
 
 
 EPHEMERAL_REDIS = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]

@@ -17,6 +17,7 @@ from app.api.openapi import may_answer
 from app.database import ConnectionGate, get_db
 from app.errors import DomainError
 from app.events.broker import EventBroker
+from app.metrics import EVENTS_PUBLISHED
 from app.models import Resource, User
 from app.schemas import UserCreate
 from app.services import resources, users
@@ -107,6 +108,7 @@ async def _commit_then_publish(uow: UnitOfWork, broker: EventBroker) -> None:
     except BaseException:
         await run_in_threadpool(uow.rollback)
         raise
+    EVENTS_PUBLISHED.inc(len(events))
     await broker.publish(events)
 
 

@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 from app.events.types import Event
+from app.metrics import EVENTS_LOST, LIVE_SUBSCRIBERS
 
 logger = logging.getLogger(__name__)
 
@@ -43,13 +44,14 @@ class Subscription:
     def _enqueue(self, events: Sequence[Event]) -> None:
         if self._overflowed.is_set():
             return  # dropped: nothing more is kept for it
-        for event in events:
+        for position, event in enumerate(events):
             try:
                 self._queue.put_nowait(event)
             except asyncio.QueueFull:
-                logger.warning(
-                    "dropping a subscriber that fell %d events behind", self._queue.qsize()
-                )
+                behind = self._queue.qsize()
+                logger.warning("dropping a subscriber that fell %d events behind", behind)
+                # What it never gets: what it had queued, this event and the rest of the batch.
+                EVENTS_LOST.labels("subscriber_overflow").inc(behind + len(events) - position)
                 while not self._queue.empty():
                     self._queue.get_nowait()
                 self._queue.put_nowait(None)  # tells the reader it overflowed
@@ -110,7 +112,8 @@ class InProcessBroker:
         subscription = Subscription(self._max_pending)
         self._subscriptions.add(subscription)
         try:
-            yield subscription
+            with LIVE_SUBSCRIBERS.track_inprogress():
+                yield subscription
         finally:
             self._subscriptions.discard(subscription)
 

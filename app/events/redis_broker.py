@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from app.events.broker import InProcessBroker, Subscription
 from app.events.types import Event
+from app.metrics import EVENTS_LOST
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ class RedisBroker:
                     await self._redis.publish(self.channel, payload)
         except (RedisError, OSError, TimeoutError) as exc:
             self.lost_events += len(events)
+            EVENTS_LOST.labels("broker_unavailable").inc(len(events))
             logger.error(
                 "lost %d event(s): Redis unavailable (%s); %d lost so far",
                 len(events),
