@@ -6,7 +6,7 @@ Building it lazily lets tests (and the CLI) settle the settings before any conne
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,10 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# An execution option: the transactions of a session bound with it only read.
+READS_ONLY = "resource_api_reads_only"
 
 
 class Base(DeclarativeBase):
@@ -77,8 +81,9 @@ def _use_real_sqlite_transactions(engine: Engine, *, file_backed: bool) -> None:
     A file shared by concurrent requests begins IMMEDIATE: a deferred transaction that reads,
     then writes after another connection wrote, fails at once with "database is locked"
     (busy_timeout does not apply to that upgrade); taking the write lock up front makes it wait.
+    Reads need no write lock: a session marked `reads_only` begins deferred and, under WAL,
+    reads the last commit while a writer works, instead of queueing behind every write.
     """
-    begin = "BEGIN IMMEDIATE" if file_backed else "BEGIN"
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -92,7 +97,22 @@ def _use_real_sqlite_transactions(engine: Engine, *, file_backed: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+        deferred = not file_backed or connection.get_execution_options().get(READS_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+def reads_only(session: Session) -> None:
+    """Mark a session, before it begins, as one that only reads: on a SQLite file its
+    transactions take no write lock. Elsewhere (PostgreSQL, a test's joined session) it is
+    left alone."""
+    bind = session.bind
+    if isinstance(bind, Engine) and bind.dialect.name == "sqlite" and not session.in_transaction():
+        session.bind = _reading(bind)
+
+
+@lru_cache(maxsize=8)
+def _reading(engine: Engine) -> Engine:
+    return engine.execution_options(**{READS_ONLY: True})
 
 
 @cache

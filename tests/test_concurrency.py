@@ -1,7 +1,9 @@
 """No deadlock under load: far more concurrent requests than connections, all answered."""
 
 import asyncio
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -71,3 +73,31 @@ async def test_concurrent_writes_all_succeed(tmp_path: Path, scratch_database_ur
             listed = await client.get("/api/v1/resources?limit=1")
     assert [response.status_code for response in responses] == [201] * 64
     assert listed.headers["x-total-count"] == "64"
+
+
+def test_on_a_sqlite_file_reads_go_on_while_a_writer_holds_the_lock(
+    live_writer: tuple[str, dict[str, str]], scratch_database_url: str
+) -> None:
+    """Reads take no write lock (WAL gives them the last commit); writes still queue for it."""
+    if not scratch_database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock (PostgreSQL's readers never wait for writers)")
+    base, headers = live_writer
+    url = f"{base}/api/v1/resources"
+    created = httpx.post(url, json={"name": "Before"}, headers=headers).json()
+    writer = sqlite3.connect(scratch_database_url.removeprefix("sqlite:///"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            write = pool.submit(
+                httpx.post, url, json={"name": "After"}, headers=headers, timeout=30
+            )
+            started = time.monotonic()
+            assert httpx.get(url, headers=headers).json() == [created]
+            assert httpx.get(f"{url}/{created['id']}", headers=headers).status_code == 200
+            assert time.monotonic() - started < 2  # not the 5 s busy timeout
+            time.sleep(0.5)
+            assert not write.done(), "the write did not wait for the lock"
+            writer.execute("ROLLBACK")
+            assert write.result().status_code == 201
+    finally:
+        writer.close()

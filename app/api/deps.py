@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 from app import auth
 from app.api.conditional import IfMatch, IfNoneMatch, check_write
 from app.api.openapi import may_answer
-from app.database import ConnectionGate, get_db
+from app.database import ConnectionGate, get_db, reads_only
 from app.errors import DomainError
 from app.events.broker import EventBroker
 from app.metrics import EVENTS_PUBLISHED
@@ -44,9 +44,23 @@ async def connection_slot(connection: HTTPConnection) -> AsyncIterator[None]:
 # Any query may find the database gone (OperationalError → 503).
 may_answer(503)(get_db)
 
-# "function" scope: the session closes, and the unit of work commits, before the response is
-# sent, so a client never sees a 2xx for a write that then fails to commit.
-UngatedSession = Annotated[Session, Depends(get_db, scope="function")]
+# Safe methods only read; a WebSocket's session only checks its caller.
+READING_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def request_session(
+    connection: HTTPConnection,
+    # "function" scope: the session closes, and the unit of work commits, before the
+    # response is sent, so a client never sees a 2xx for a write that then fails to commit.
+    session: Annotated[Session, Depends(get_db, scope="function")],
+) -> Session:
+    """The request's session; a GET's (or a WebSocket's) reads without taking a write lock."""
+    if connection.scope["type"] == "websocket" or connection.scope["method"] in READING_METHODS:
+        reads_only(session)
+    return session
+
+
+UngatedSession = Annotated[Session, Depends(request_session)]
 
 
 async def gated_session(
