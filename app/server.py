@@ -173,6 +173,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "ws_max_size": settings.ws_max_message_bytes,
+        # Compressing each event once per subscriber cost more CPU and memory than it saved
+        # (bench/fanout_bench.py); events are small JSON.
+        "ws_per_message_deflate": False,
         "proxy_headers": bool(settings.trusted_proxies),
         "server_header": False,
     }

@@ -143,8 +143,9 @@ async def test_subscribers_are_gauged_and_overflowed_events_counted_as_lost() ->
     async with broker.subscribe():
         assert gauge("live_subscribers") == subscribers + 1
         event = Event("resource.created", {"id": 1})
-        await broker.publish([event] * 2)  # queued: nothing lost yet
-        await broker.publish([event] * 4)  # one fits; at the next: 3 queued + 3 of these
+        await broker.publish([event] * 2)
+        await broker.publish([event] * 4)
+        await asyncio.sleep(0)  # the fan-out: 3 queued, then the queue is full: 3 + 3 lost
     assert gauge("live_subscribers") == subscribers
     lost = REGISTRY.get_sample_value("events_lost_total", {"reason": "subscriber_overflow"})
     assert lost == lost_before + 6

@@ -12,7 +12,6 @@ when the user is deactivated or deleted (checked every `revalidate_seconds`).
 """
 
 import asyncio
-import contextlib
 import json
 import time
 from collections import Counter
@@ -26,12 +25,11 @@ from anyio.abc import TaskStatus
 from fastapi import WebSocket, status
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from app.events.broker import EventBroker, SubscriberOverflow, Subscription
+from app.events.broker import SUBSCRIBER_QUEUE_SIZE, EventBroker, Queued, Subscription
 from app.events.types import UPDATES_CHANNEL
 from app.services.users import TokenHolder
 from app.settings import Settings
 
-OUTBOX_SIZE = 256
 # How long a goodbye may take: a client that does not read never gets it, and must not hold on.
 CLOSE_GRACE_SECONDS = 1.0
 CLOSE_TOKEN_EXPIRED = 4001
@@ -125,19 +123,19 @@ class LiveUpdates:
         self.broker = broker
         self.limits = limits
         self._budget = MessageBudget(limits.messages_per_second)
-        # One sender, so replies and events never interleave mid-frame; bounded, so a client
-        # that does not read slows its own subscription down instead of the server's memory.
-        self._outbox, self._outbox_reader = anyio.create_memory_object_stream[dict[str, Any]](
-            OUTBOX_SIZE
-        )
-        self._subscription: anyio.CancelScope | None = None
+        # One sender, so replies and events never interleave mid-frame. The subscription
+        # queues events here too (each encoded once for all subscribers), so an event costs a
+        # subscriber one queue slot and no task of its own; bounded, so a client that does not
+        # read overflows (1013) instead of growing the server's memory.
+        self._outbox: asyncio.Queue[Queued] = asyncio.Queue(SUBSCRIBER_QUEUE_SIZE)
+        self._subscription: tuple[anyio.CancelScope, Subscription] | None = None
         self._connection_scope = anyio.CancelScope()
 
     async def run(self, expires_at: datetime, still_active: StillActive) -> None:
         """Serve until the client leaves, or its login ends."""
         try:
             with self._connection_scope:
-                async with self._outbox, self._outbox_reader, anyio.create_task_group() as tasks:
+                async with anyio.create_task_group() as tasks:
                     tasks.start_soon(self._send_loop)
                     tasks.start_soon(self._watch_login, expires_at, still_active)
                     await self._receive_loop(tasks)
@@ -168,10 +166,11 @@ class LiveUpdates:
                 return
 
     async def _send_loop(self) -> None:
-        async for message in self._outbox_reader:
-            if self.websocket.application_state is not WebSocketState.CONNECTED:
-                return  # closed by the server (shutdown, overflow): nothing more to say
-            await self.websocket.send_json(message)
+        while True:
+            frame = await self._outbox.get()
+            if frame is None or self.websocket.application_state is not WebSocketState.CONNECTED:
+                return  # overflowed, or closed by the server: nothing more to say
+            await self.websocket.send_text(frame if isinstance(frame, str) else frame.text)
 
     async def _receive_loop(self, tasks: anyio.abc.TaskGroup) -> None:
         while True:
@@ -186,7 +185,7 @@ class LiveUpdates:
                 # The server caps frames too (ws_max_size); this holds under any server.
                 await self.close(status.WS_1009_MESSAGE_TOO_BIG, "Message too big")
                 continue
-            await self._outbox.send(await self._handle(text, tasks))
+            await self._outbox.put(json.dumps(await self._handle(text, tasks)))
 
     async def _handle(self, text: str | None, tasks: anyio.abc.TaskGroup) -> dict[str, Any]:
         if text is None:
@@ -206,28 +205,24 @@ class LiveUpdates:
         if channel != UPDATES_CHANNEL:
             return _error(f"Unknown channel; the only channel is {UPDATES_CHANNEL!r}")
         if kind == "subscribe" and self._subscription is None:
-            self._subscription = await tasks.start(self._forward_events)
+            self._subscription = await tasks.start(self._subscribe)
         elif kind == "unsubscribe" and self._subscription is not None:
-            self._subscription.cancel()
+            scope, subscription = self._subscription
+            subscription.end()  # no event after the reply, though the scope ends later
+            scope.cancel()
             self._subscription = None
         return {"type": f"{kind}d", "channel": channel}
 
-    async def _forward_events(self, *, task_status: TaskStatus[anyio.CancelScope]) -> None:
+    async def _subscribe(
+        self, *, task_status: TaskStatus[tuple[anyio.CancelScope, Subscription]]
+    ) -> None:
         with anyio.CancelScope() as scope:
-            async with self.broker.subscribe() as subscription, anyio.create_task_group() as inner:
+            async with self.broker.subscribe(self._outbox) as subscription:
                 # Started only once subscribed: nothing committed after the reply is missed.
-                task_status.started(scope)
-                inner.start_soon(self._forward, subscription)
-                # The forwarder may be stuck behind a client that does not read: watch apart.
+                task_status.started((scope, subscription))
+                # The sender may be stuck behind a client that does not read: watch apart.
                 await subscription.overflowed()
-                inner.cancel_scope.cancel()
             await self.drop(status.WS_1013_TRY_AGAIN_LATER, "Too far behind; reconnect")
-
-    async def _forward(self, subscription: Subscription) -> None:
-        with contextlib.suppress(SubscriberOverflow):  # the overflow watcher takes it from here
-            while True:
-                event = await subscription.next()
-                await self._outbox.send(event.message())
 
 
 def _error(detail: str) -> dict[str, Any]:

@@ -2,6 +2,11 @@
 
 The in-process broker serves one server process; a broker for several processes implements
 the same `EventBroker` protocol.
+
+Publishing never waits for the subscribers: it queues the events and returns, and the fan-out
+runs as soon as the publisher yields, taking every event published meanwhile in one pass, so
+a subscriber is woken once per pass however many writes landed (under load, passes grow
+instead of falling behind).
 """
 
 import asyncio
@@ -16,6 +21,9 @@ from app.metrics import EVENTS_LOST, LIVE_SUBSCRIBERS
 logger = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE_SIZE = 1000
+# What a subscriber's queue holds: events; a subscriber's own frames, when it shares the
+# queue with them (app.api.live_updates); None once it overflowed.
+Queued = Event | str | None
 
 
 class SubscriberOverflow(Exception):
@@ -25,10 +33,11 @@ class SubscriberOverflow(Exception):
 class Subscription:
     """The events of one subscriber, in order, delivered on the subscriber's own event loop."""
 
-    def __init__(self, max_pending: int) -> None:
+    def __init__(self, queue: "asyncio.Queue[Queued]") -> None:
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue(max_pending)
+        self._queue = queue
         self._overflowed = asyncio.Event()
+        self._ended = False
 
     def deliver(self, events: Sequence[Event]) -> None:
         """Thread- and loop-safe: publishers may run anywhere."""
@@ -41,32 +50,41 @@ class Subscription:
         else:
             self._loop.call_soon_threadsafe(self._enqueue, events)
 
+    def end(self) -> None:
+        """Nothing more is queued from now on, even by a fan-out already under way."""
+        self._ended = True
+
     def _enqueue(self, events: Sequence[Event]) -> None:
-        if self._overflowed.is_set():
+        if self._ended or self._overflowed.is_set():
             return  # dropped: nothing more is kept for it
         for position, event in enumerate(events):
             try:
                 self._queue.put_nowait(event)
             except asyncio.QueueFull:
-                behind = self._queue.qsize()
-                logger.warning("dropping a subscriber that fell %d events behind", behind)
-                # What it never gets: what it had queued, this event and the rest of the batch.
-                EVENTS_LOST.labels("subscriber_overflow").inc(behind + len(events) - position)
-                while not self._queue.empty():
-                    self._queue.get_nowait()
-                self._queue.put_nowait(None)  # tells the reader it overflowed
-                self._overflowed.set()
+                self._overflow(len(events) - position)
                 return
+
+    def _overflow(self, not_queued: int) -> None:
+        behind = 0
+        while not self._queue.empty():
+            behind += isinstance(self._queue.get_nowait(), Event)
+        logger.warning("dropping a subscriber that fell %d events behind", behind)
+        # What it never gets: what it had queued, and the rest of this pass.
+        EVENTS_LOST.labels("subscriber_overflow").inc(behind + not_queued)
+        self._queue.put_nowait(None)  # tells the reader it overflowed
+        self._overflowed.set()
 
     async def overflowed(self) -> None:
         """Returns once the subscriber has fallen too far behind (it may not be reading)."""
         await self._overflowed.wait()
 
     async def next(self) -> Event:
-        event = await self._queue.get()
-        if event is None:
+        """The next event, for a subscriber whose queue holds nothing else."""
+        item = await self._queue.get()
+        if item is None:
             raise SubscriberOverflow
-        return event
+        assert isinstance(item, Event), "a shared queue is read by its owner"
+        return item
 
 
 class EventBroker(Protocol):
@@ -80,7 +98,10 @@ class EventBroker(Protocol):
 
     async def publish(self, events: Sequence[Event]) -> None: ...
 
-    def subscribe(self) -> AbstractAsyncContextManager[Subscription]: ...
+    def subscribe(
+        self, queue: "asyncio.Queue[Queued] | None" = None
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Events from now on, into `queue` (bounded: a full one overflows), or a new one."""
 
     @property
     def subscriber_count(self) -> int: ...
@@ -95,6 +116,7 @@ class InProcessBroker:
     def __init__(self, max_pending: int = SUBSCRIBER_QUEUE_SIZE) -> None:
         self._max_pending = max_pending
         self._subscriptions: set[Subscription] = set()
+        self._pending: list[Event] = []  # published, not yet fanned out
 
     async def start(self) -> None:
         return None
@@ -103,18 +125,28 @@ class InProcessBroker:
         self._subscriptions.clear()
 
     async def publish(self, events: Sequence[Event]) -> None:
-        if events:
-            for subscription in list(self._subscriptions):
-                subscription.deliver(events)
+        if not events or not self._subscriptions:
+            return
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._fan_out)
+        self._pending.extend(events)
+
+    def _fan_out(self) -> None:
+        events, self._pending = self._pending, []
+        for subscription in list(self._subscriptions):
+            subscription.deliver(events)
 
     @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscription]:
-        subscription = Subscription(self._max_pending)
+    async def subscribe(
+        self, queue: "asyncio.Queue[Queued] | None" = None
+    ) -> AsyncIterator[Subscription]:
+        subscription = Subscription(queue or asyncio.Queue(self._max_pending))
         self._subscriptions.add(subscription)
         try:
             with LIVE_SUBSCRIBERS.track_inprogress():
                 yield subscription
         finally:
+            subscription.end()
             self._subscriptions.discard(subscription)
 
     @property

@@ -19,7 +19,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from app.events.broker import InProcessBroker, Subscription
+from app.events.broker import InProcessBroker, Queued, Subscription
 from app.events.types import Event
 from app.metrics import EVENTS_LOST
 
@@ -95,8 +95,10 @@ class RedisBroker:
                 self.lost_events,
             )
 
-    def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
-        return self._local.subscribe()
+    def subscribe(
+        self, queue: "asyncio.Queue[Queued] | None" = None
+    ) -> AbstractAsyncContextManager[Subscription]:
+        return self._local.subscribe(queue)
 
     @property
     def subscriber_count(self) -> int:

@@ -1,11 +1,13 @@
+import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 EventType = Literal["resource.created", "resource.updated", "resource.deleted"]
 UPDATES_CHANNEL = "updates"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Event:
     """A change, with the data it carries already serialized (it outlives the session)."""
 
@@ -14,3 +16,8 @@ class Event:
 
     def message(self) -> dict[str, Any]:
         return {"type": self.type, "channel": UPDATES_CHANNEL, "data": self.data}
+
+    @cached_property
+    def text(self) -> str:
+        """The message as subscribers receive it: encoded once, for all of them."""
+        return json.dumps(self.message())
