@@ -73,8 +73,17 @@ class ResourceRepository:
             return None
         return self.session.get(Resource, resource_id, with_for_update=True, populate_existing=True)
 
-    def page(self, skip: int, limit: int) -> Sequence[Resource]:
+    def page(
+        self, limit: int, skip: int = 0, after: int | None = None, owner_id: int | None = None
+    ) -> Sequence[Resource]:
+        """`limit` resources in id order, past the id `after` (found by key in the index: as
+        cheap a million rows deep as on the first page) and then `skip` more (which the
+        database walks past one by one)."""
         query = select(Resource).order_by(Resource.id).offset(skip).limit(limit)
+        if after is not None:
+            query = query.where(Resource.id > after)
+        if owner_id is not None:
+            query = query.where(Resource.owner_id == owner_id)
         return self.session.scalars(query).all()
 
     def owned_by(self, owner_id: int) -> Sequence[Resource]:

@@ -1,6 +1,7 @@
 """Resources: who may do what to them, and the events their changes announce."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -45,10 +46,29 @@ def get_owned(
     return resource
 
 
-def page(session: Session, skip: int, limit: int) -> tuple[Sequence[Resource], int]:
-    """One page in id order, and how many resources there are in all."""
+@dataclass(frozen=True)
+class Page:
+    resources: Sequence[Resource]
+    more: bool  # whether resources follow this page
+    total: int | None  # how many match in all, when counted
+
+
+def page(
+    session: Session,
+    limit: int,
+    *,
+    skip: int = 0,
+    after: int | None = None,
+    owner_id: int | None = None,
+    count: bool = True,
+) -> Page:
+    """One page in id order, of everyone's resources or `owner_id`'s: past the id `after` (by
+    key: as cheap at any depth), then `skip` more. One row more than asked says whether more
+    follow; the total is counted only when asked (its cost grows with the table)."""
     repository = ResourceRepository(session)
-    return repository.page(skip, limit), repository.count()
+    rows = repository.page(limit + 1, skip, after, owner_id)
+    total = repository.count(owner_id) if count else None
+    return Page(rows[:limit], len(rows) > limit, total)
 
 
 def create_many(uow: UnitOfWork, owner: User, items: Sequence[ResourceCreate]) -> list[Resource]:

@@ -6,9 +6,9 @@ from app.api.conditional import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag, no
 from app.api.deps import CurrentUser, DbSession, DeletableResource, OwnedResource, Work
 from app.api.idempotency import Idempotency
 from app.api.openapi import may_answer
-from app.api.paging import set_paging_headers
+from app.api.paging import CURSOR_PATTERN, decode_cursor, set_paging_headers
 from app.api.rate_limiting import ReadLimit, WriteLimit
-from app.models import Resource
+from app.models import MAX_ID, Resource
 from app.schemas import BULK_MAX_ITEMS, ResourceCreate, ResourceOut, ResourcePatch
 from app.services import resources
 
@@ -16,6 +16,16 @@ router = APIRouter(prefix="/resources", tags=["resources"])
 
 # OFFSET is a signed 64-bit integer on every backend we support.
 MAX_SKIP = 2**63 - 1
+SKIP = "Resources to pass over (paging by position; its cost grows with the depth)."
+CURSOR = (
+    'Continue after the page that gave this cursor (in its `Link: rel="next"`): paging by'
+    " key, as cheap at any depth. Not with `skip`."
+)
+COUNT = (
+    "Count all matches into `X-Total-Count` (a cost that grows with the table). Default: true"
+    " when paging by position, false by cursor; `count=false` on a first page pages by key."
+)
+OWNER = "Only this user's resources."
 
 
 def _out(resource: object) -> ResourceOut:
@@ -38,12 +48,19 @@ def list_resources(
     request: Request,
     response: Response,
     session: DbSession,
-    skip: Annotated[int, Query(ge=0, le=MAX_SKIP)] = 0,
+    skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description=SKIP)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR)] = None,
+    count: Annotated[bool | None, Query(description=COUNT)] = None,
+    owner_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description=OWNER)] = None,
 ) -> list[ResourceOut]:
-    page, total = resources.page(session, skip, limit)
-    set_paging_headers(response, request, skip=skip, limit=limit, total=total)
-    return [_out(resource) for resource in page]
+    """Resources in id order, a page at a time: by position (`skip`) or by key (`cursor`)."""
+    after = None if cursor is None else decode_cursor(cursor)
+    counted = count if count is not None else after is None
+    page = resources.page(session, limit, skip=skip, after=after, owner_id=owner_id, count=counted)
+    by_key = after is not None or not counted
+    set_paging_headers(response, request, page, skip=skip, limit=limit, by_key=by_key)
+    return [_out(resource) for resource in page.resources]
 
 
 @router.post(
