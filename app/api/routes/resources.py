@@ -1,9 +1,11 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
 from app.api.conditional import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag, not_modified
-from app.api.deps import CurrentUser, DbSession, DeletableResource, OwnedResource, Work
+from app.api.deps import CurrentUser, DeletableResource, OwnedResource, Reads, Work
 from app.api.idempotency import Idempotency
 from app.api.openapi import may_answer
 from app.api.paging import CURSOR_PATTERN, decode_cursor, set_paging_headers
@@ -28,6 +30,20 @@ COUNT = (
 OWNER = "Only this user's resources."
 
 
+# Straight from the rows to JSON bytes (pydantic's serializer, reading attributes).
+RESOURCE = TypeAdapter(ResourceOut)
+RESOURCE_LIST = TypeAdapter(list[ResourceOut])
+
+
+def json_answer(body: bytes | None, response: Response, status_code: int = 200) -> Response:
+    """An answer built here, with the headers the dependencies set on `response` (FastAPI
+    adds them only to answers it builds itself)."""
+    media_type = None if body is None else "application/json"
+    answer = Response(body, status_code=status_code, media_type=media_type)
+    answer.headers.update(response.headers)
+    return answer
+
+
 def _out(resource: object) -> ResourceOut:
     return ResourceOut.model_validate(resource)
 
@@ -43,24 +59,31 @@ def _with_etag(status_code: int) -> dict[int | str, dict[str, Any]]:
 
 
 @router.get("", response_model=list[ResourceOut], operation_id="resources-list")
-def list_resources(
+async def list_resources(
     _limit: ReadLimit,
     request: Request,
     response: Response,
-    session: DbSession,
+    reads: Reads,
     skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description=SKIP)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR)] = None,
     count: Annotated[bool | None, Query(description=COUNT)] = None,
     owner_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description=OWNER)] = None,
-) -> list[ResourceOut]:
+) -> Response:
     """Resources in id order, a page at a time: by position (`skip`) or by key (`cursor`)."""
     after = None if cursor is None else decode_cursor(cursor)
     counted = count if count is not None else after is None
-    page = resources.page(session, limit, skip=skip, after=after, owner_id=owner_id, count=counted)
+
+    def read(session: Session) -> tuple[resources.Page, bytes]:
+        page = resources.page(
+            session, limit, skip=skip, after=after, owner_id=owner_id, count=counted
+        )
+        return page, RESOURCE_LIST.dump_json(RESOURCE_LIST.validate_python(page.resources))
+
+    page, body = await reads.run(read)
     by_key = after is not None or not counted
     set_paging_headers(response, request, page, skip=skip, limit=limit, by_key=by_key)
-    return [_out(resource) for resource in page.resources]
+    return json_answer(body, response)
 
 
 @router.post(
@@ -117,15 +140,22 @@ def create_resources(
     responses={**_with_etag(status.HTTP_200_OK), **NOT_MODIFIED},
 )
 @may_answer(404)
-def get_resource(
+async def get_resource(
     _limit: ReadLimit,
     resource_id: int,
-    session: DbSession,
+    reads: Reads,
     response: Response,
     if_none_match: IfNoneMatch = None,
-) -> ResourceOut | Response:
-    resource = resources.get(session, resource_id)
-    return not_modified(resource, if_none_match) or _tagged(resource, response)
+) -> Response:
+    def read(session: Session) -> tuple[str, bytes]:
+        resource = resources.get(session, resource_id)
+        return etag(resource), RESOURCE.dump_json(RESOURCE.validate_python(resource))
+
+    current, body = await reads.run(read)
+    response.headers["ETag"] = current
+    if not_modified(current, if_none_match):
+        return json_answer(None, response, status.HTTP_304_NOT_MODIFIED)
+    return json_answer(body, response)
 
 
 @router.put(
