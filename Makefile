@@ -7,7 +7,7 @@ PORT ?= 8000
 PYTEST_ARGS ?= -n auto
 KIT := packages/pytest-fastapi-db
 
-.PHONY: install install-dev run migrate test lint clean
+.PHONY: install install-dev run migrate test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ run: migrate
 
 test: install-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Our server against the baselines, then fan-out and a million rows: bench/RESULTS.md.
+# PostgreSQL too where BENCH_POSTGRES_URL names a server (a test-like database name).
+bench: install-dev
+	$(BIN)/python -m bench.run
 
 lint: install-dev
 	$(BIN)/ruff check .

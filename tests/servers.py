@@ -78,7 +78,11 @@ def _serving(
     finally:
         if process.poll() is None:
             process.terminate()
-        process.wait(timeout=15)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:  # stuck (a deadlocked baseline): no more waiting
+            process.kill()
+            process.wait()
 
 
 def running_server(
@@ -93,6 +97,12 @@ def running_demo_upstream() -> ContextManager[Server]:
     """`resource-api demo-upstream`, the stand-in external service, until the block ends."""
     command = [sys.executable, "-m", "app.cli", "demo-upstream", "--log-level", "warning"]
     return _serving(command, dict(os.environ), "/resources/1")
+
+
+def running_asgi_app(app: str, env: dict[str, str]) -> ContextManager[Server]:
+    """`uvicorn <app>` (module:attribute) until the block ends: the benchmarks' baselines."""
+    command = [sys.executable, "-m", "uvicorn", app, "--log-level", "warning", "--no-access-log"]
+    return _serving(command, env, "/")
 
 
 def register_and_log_in(base: str, username: str) -> dict[str, str]:
