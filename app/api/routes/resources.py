@@ -21,7 +21,7 @@ MAX_SKIP = 2**63 - 1
 SKIP = "Resources to pass over (paging by position; its cost grows with the depth)."
 CURSOR = (
     'Continue after the page that gave this cursor (in its `Link: rel="next"`): paging by'
-    " key, as cheap at any depth. Not with `skip`."
+    " key, as cheap at any depth; a `skip` then passes over that many more."
 )
 COUNT = (
     "Count all matches into `X-Total-Count` (a cost that grows with the table). Default: true"
