@@ -1,5 +1,6 @@
 """Real server processes for black-box tests: `resource-api serve` on a free port."""
 
+import json
 import os
 import socket
 import subprocess
@@ -9,9 +10,10 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import httpx
+from websockets.sync.client import ClientConnection, connect
 
 from tests.factories import PASSWORD
 
@@ -112,6 +114,24 @@ def register_and_log_in(base: str, username: str) -> dict[str, str]:
     assert httpx.post(f"{api}/users", json=user).status_code == 201
     token = httpx.post(f"{api}/auth/token", data={"username": username, "password": PASSWORD})
     return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def open_socket(server: Server, headers: dict[str, str], **options: Any) -> ClientConnection:
+    """A `/ws/updates` socket on a running server, as `headers`' user."""
+    url = server.url.replace("http://", "ws://") + "/ws/updates"
+    return connect(url, additional_headers=headers, **options)
+
+
+@contextmanager
+def subscribed_socket(server: Server, headers: dict[str, str]) -> Iterator[ClientConnection]:
+    """A `/ws/updates` socket that has subscribed (and heard so) to the updates."""
+    with open_socket(server, headers) as websocket:
+        websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
+        assert json.loads(websocket.recv(timeout=10)) == {
+            "type": "subscribed",
+            "channel": "updates",
+        }
+        yield websocket
 
 
 def server_rss_mib(pid: int) -> float:

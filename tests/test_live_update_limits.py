@@ -12,16 +12,16 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from tests.servers import (
     Server,
+    open_socket,
     register_and_log_in,
     run_cli,
     running_server,
@@ -63,11 +63,6 @@ _users = iter(range(10**6))
 @pytest.fixture
 def headers(server: Server) -> dict[str, str]:
     return register_and_log_in(server.url, f"ws{next(_users)}")
-
-
-def open_socket(server: Server, headers: dict[str, str], **options: Any) -> ClientConnection:
-    url = server.url.replace("http://", "ws://") + "/ws/updates"
-    return connect(url, additional_headers=headers, **options)
 
 
 def close_code(websocket: ClientConnection, within: float = 5) -> int:

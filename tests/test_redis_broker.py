@@ -20,14 +20,20 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from redis.asyncio import Redis
-from websockets.sync.client import connect
 
 from app.events.broker import build_broker
 from app.events.redis_broker import RedisBroker
 from app.events.types import Event
 from tests.conftest import StateSetter
 from tests.scraping import sample
-from tests.servers import free_port, register_and_log_in, run_cli, running_server, server_env
+from tests.servers import (
+    free_port,
+    register_and_log_in,
+    run_cli,
+    running_server,
+    server_env,
+    subscribed_socket,
+)
 
 
 @pytest.fixture
@@ -180,11 +186,7 @@ async def test_two_server_processes_share_events(
             assert created.status_code == 201
             return created.json()
 
-        ws_url = server_a.url.replace("http://", "ws://") + "/ws/updates"
-        with connect(ws_url, additional_headers=headers) as websocket:
-            websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
-            assert _receive(websocket)["type"] == "subscribed"
-
+        with subscribed_socket(server_a, headers) as websocket:
             created = write("Across")
             assert _receive(websocket) == {
                 "type": "resource.created",
@@ -230,10 +232,7 @@ def test_serve_with_several_workers_shares_events(
     assert run_cli(env, "migrate").returncode == 0
     with running_server(env, "--workers", "2") as server:
         headers = register_and_log_in(server.url, "busy")
-        ws_url = server.url.replace("http://", "ws://") + "/ws/updates"
-        with connect(ws_url, additional_headers=headers) as websocket:
-            websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
-            assert _receive(websocket)["type"] == "subscribed"
+        with subscribed_socket(server, headers) as websocket:
             created = [
                 httpx.post(  # a new connection each time, so both workers take some
                     f"{server.url}/api/v1/resources", json={"name": f"n{i}"}, headers=headers
@@ -242,6 +241,10 @@ def test_serve_with_several_workers_shares_events(
             ]
             heard = [_receive(websocket)["data"] for _ in created]
         assert heard == created
+
+
+# The labels of the resource creations that http_requests_total counts.
+CREATIONS = {"method": "POST", "route": "/api/v1/resources", "status": "201"}
 
 
 def _posts_counted(directory: Path) -> dict[str, float]:
@@ -253,8 +256,8 @@ def _posts_counted(directory: Path) -> dict[str, float]:
         shutil.copy(worker_file, alone)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(alone))  # type: ignore[no-untyped-call]
-        labels = {"method": "POST", "route": "/api/v1/resources", "status": "201"}
-        counted[worker_file.stem] = registry.get_sample_value("http_requests_total", labels) or 0
+        created = registry.get_sample_value("http_requests_total", CREATIONS)
+        counted[worker_file.stem] = created or 0
         shutil.rmtree(alone)
     return counted
 
@@ -276,10 +279,7 @@ def test_serve_with_several_workers_scrapes_the_sum_of_their_metrics(
     assert run_cli(env, "migrate").returncode == 0
     with running_server(env, "--workers", "2") as server:
         headers = register_and_log_in(server.url, "counted")
-        ws_url = server.url.replace("http://", "ws://") + "/ws/updates"
-        with connect(ws_url, additional_headers=headers) as websocket:
-            websocket.send(json.dumps({"type": "subscribe", "channel": "updates"}))
-            assert _receive(websocket)["type"] == "subscribed"
+        with subscribed_socket(server, headers):  # the one live_subscribers must count
             created = 0
             # A new connection each time, until both workers have taken some (bounded).
             while created < 60 and (created < 4 or 0 in _posts_counted(directory).values()):
@@ -290,8 +290,7 @@ def test_serve_with_several_workers_scrapes_the_sum_of_their_metrics(
             assert 0 not in _posts_counted(directory).values(), "one worker took every request"
             for _ in range(4):  # new connections: both workers answer some scrapes
                 scraped = httpx.get(f"{server.url}/metrics").text
-                labels = {"method": "POST", "route": "/api/v1/resources", "status": "201"}
-                assert sample(scraped, "http_requests_total", **labels) == created
+                assert sample(scraped, "http_requests_total", **CREATIONS) == created
                 assert sample(scraped, "events_published_total") == created
                 assert sample(scraped, "live_subscribers") == 1
     assert not (directory / "counter_1.db").exists()
