@@ -25,16 +25,11 @@ import httpx
 from websockets.asyncio.client import connect
 
 from bench.http_bench import UNLIMITED
+from bench.load import LOAD_CORE, SERVER_CORE, pin
 from bench.parser_bench import cpu_seconds
 from tests.servers import register_and_log_in, run_cli, running_server, server_env, server_rss_mib
 
 SUBSCRIBE = json.dumps({"type": "subscribe", "channel": "updates"})
-
-
-def pin(pid: int, core: int) -> None:
-    """Keep a process on one core, where there are two or more (0: this process)."""
-    if (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(pid, {core})
 
 
 async def subscribe_all(url: str, token: str, count: int) -> None:
@@ -104,7 +99,7 @@ def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any)
             text=True,
         )
         assert listeners.stdout is not None
-        pin(listeners.pid, 1)
+        pin(listeners.pid, LOAD_CORE)
         ready = listeners.stdout.readline().strip()
         assert ready == "ready", f"the subscribers' process failed (exit {listeners.wait()})"
     rss_before = server_rss_mib(server.pid)
@@ -156,8 +151,8 @@ def main() -> None:
         )
         assert run_cli(env, "migrate").returncode == 0
         with running_server(env) as server:
-            pin(server.pid, 0)
-            pin(0, 1)
+            pin(server.pid, SERVER_CORE)
+            pin(0, LOAD_CORE)
             headers = register_and_log_in(server.url, "fanout")
             results = [run_round(server, headers, count, args) for count in (0, args.subscribers)]
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
@@ -23,6 +24,19 @@ UNLIMITED = {
     f"RATE_LIMIT_{name}": "1000000000/minute"
     for name in ("READS_PER_ADDRESS", "WRITES_PER_USER", "LOGIN_PER_ADDRESS")
 }
+
+
+def bench_database(data_dir: Path, name: str, postgres: bool) -> str:
+    """A fresh database for a benchmark: a SQLite file in `data_dir`, or a PostgreSQL one
+    named after BENCH_POSTGRES_URL's (`<its name>_<name>`, made empty)."""
+    if not postgres:
+        return f"sqlite:///{data_dir}/{name}.db"
+    from pytest_fastapi_db.databases import fresh_postgres_database
+
+    given = make_url(os.environ["BENCH_POSTGRES_URL"])
+    fresh = fresh_postgres_database(given, f"{given.database}_{name}")
+    return fresh.render_as_string(hide_password=False)
+
 
 Request = Callable[[httpx.AsyncClient, int], "asyncio.Future[httpx.Response] | object"]
 

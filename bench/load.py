@@ -43,9 +43,15 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def pin_server(pid: int) -> None:
-    if (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(pid, {0})
+# Where there are two cores: the server on one, whatever loads it on the other.
+SERVER_CORE, LOAD_CORE = 0, 1
+SPARE_CORE = (os.cpu_count() or 1) > 1
+
+
+def pin(pid: int, core: int) -> None:
+    """Keep a process (0: this one) on one core, where there are two."""
+    if SPARE_CORE:
+        os.sched_setaffinity(pid, {core})
 
 
 def _wrk_script(request: Request) -> str:
@@ -76,8 +82,8 @@ def _wrk(base: str, request: Request, seconds: float, connections: int) -> tuple
         script.write(_wrk_script(request))
     duration = f"-d{max(1, round(seconds))}s"
     command = ["wrk", "-t1", f"-c{connections}", duration, "--timeout", "10s", "--latency"]
-    if (os.cpu_count() or 1) > 1:
-        command = ["taskset", "-c", "1", *command]
+    if SPARE_CORE:
+        command = ["taskset", "-c", str(LOAD_CORE), *command]
     command += ["-s", script.name, base + request.path]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     Path(script.name).unlink()

@@ -20,10 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy.engine import make_url
 
-from bench.http_bench import UNLIMITED
-from bench.load import Request, Run, measure, pin_server
+from bench.http_bench import UNLIMITED, bench_database
+from bench.load import SERVER_CORE, Request, Run, measure, pin
 from tests.servers import (
     Server,
     register_and_log_in,
@@ -47,16 +46,6 @@ def scenarios(token_headers: tuple[tuple[str, str], ...]) -> dict[str, Request]:
     }
 
 
-def database_url(data_dir: Path, kind: str) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{data_dir}/bench.db"
-    from pytest_fastapi_db.databases import fresh_postgres_database
-
-    given = make_url(os.environ["BENCH_POSTGRES_URL"])
-    fresh = fresh_postgres_database(given, f"{given.database}_run")
-    return fresh.render_as_string(hide_password=False)
-
-
 BASELINE_APPS = {
     "ceiling": "bench.baselines.ceiling:app",
     "tutorial": "bench.baselines.tutorial:app",
@@ -69,7 +58,7 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, dict[str, dic
     recorded as such and started afresh for the next."""
     results: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory() as data_dir:
-        url = database_url(Path(data_dir), kind)
+        url = bench_database(Path(data_dir), "run", postgres=kind == "postgresql")
         env = server_env(Path(data_dir), url, ACCESS_LOG="false", **UNLIMITED)
         assert run_cli(env, "migrate").returncode == 0
         starts = {
@@ -85,7 +74,7 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, dict[str, dic
         def start(name: str) -> None:
             stacks[name].close()
             servers[name] = stacks[name].enter_context(starts[name]())
-            pin_server(servers[name].pid)
+            pin(servers[name].pid, SERVER_CORE)
 
         try:
             for name in starts:

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import make_url, text
+from sqlalchemy import text
 
 from app.api.paging import encode_cursor
 from app.database import build_engine
-from bench.http_bench import UNLIMITED
+from bench.http_bench import UNLIMITED, bench_database
 from bench.parser_bench import cpu_seconds
 from tests.servers import Server, register_and_log_in, run_cli, running_server, server_env
 
@@ -110,16 +110,10 @@ def main() -> None:
     args = parser.parse_args()
     postgres = os.environ.get("BENCH_POSTGRES_URL")
     with tempfile.TemporaryDirectory() as data_dir, ExitStack() as servers:
-        urls = {}
-        for size in (1000, args.rows):
-            if postgres:
-                from pytest_fastapi_db.databases import fresh_postgres_database
-
-                name = f"{make_url(postgres).database}_scale_{size}"
-                url = fresh_postgres_database(make_url(postgres), name)
-                urls[size] = url.render_as_string(hide_password=False)
-            else:
-                urls[size] = f"sqlite:///{data_dir}/scale_{size}.db"
+        urls = {
+            size: bench_database(Path(data_dir), f"scale_{size}", postgres=bool(postgres))
+            for size in (1000, args.rows)
+        }
         data = Path(data_dir)
         small = servers.enter_context(seeded_server(data / "small", urls[1000], 1000))
         large = servers.enter_context(seeded_server(data / "large", urls[args.rows], args.rows))
