@@ -2,6 +2,8 @@
 
 import base64
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +69,30 @@ def test_migrations_go_down_to_nothing(
         command.downgrade(alembic_config(cli_env["DATABASE_URL"]), "base")
         assert set(inspect(connection).get_table_names()) == {"alembic_version"}
     engine.dispose()
+
+
+def test_the_code_expects_the_newest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    from app.migrations import HEAD_REVISIONS
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert frozenset(heads) == HEAD_REVISIONS, "a new migration: update HEAD_REVISIONS"
+
+
+def test_a_serving_process_does_not_load_alembic(cli_env: dict[str, str]) -> None:
+    """The schema check at start and in /ready reads alembic's table with one query."""
+    assert run_cli(cli_env, "migrate").returncode == 0
+    probe = (
+        "import sys; from app.cli import _schema_problem; import app.main;"
+        " assert _schema_problem() is None;"
+        " print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], env=cli_env, capture_output=True, text=True, check=False
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_create_user_reads_the_password_from_stdin(cli_env: dict[str, str]) -> None:

@@ -41,7 +41,7 @@ def test_not_ready_when_the_database_fails(
 def test_not_ready_when_the_schema_is_behind_the_code(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(migrations, "head_revisions", lambda: frozenset({"a-newer-revision"}))
+    monkeypatch.setattr(migrations, "HEAD_REVISIONS", frozenset({"a-newer-revision"}))
     response = client.get("/ready")
     assert_problem(response, 503, "Database schema is behind the code: run resource-api migrate")
 
