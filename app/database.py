@@ -3,6 +3,8 @@
 Building it lazily lets tests (and the CLI) settle the settings before any connection exists.
 """
 
+import threading
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -32,6 +34,44 @@ NAMING_CONVENTION = {
 
 # An execution option: the transactions of a session bound with it only read.
 READS_ONLY = "resource_api_reads_only"
+# How long a SQLite writer waits for the write lock before "database is locked".
+SQLITE_BUSY_SECONDS = 5.0
+
+
+class WriteTurn:
+    """A SQLite file's writers in this process, one transaction at a time, woken in turn
+    (see `_use_real_sqlite_transactions`). Held from BEGIN IMMEDIATE until the transaction's
+    commit or rollback, or until its connection is gone."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holder: weakref.ref[Connection] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._lock.locked()
+
+    def take(self, connection: Connection) -> None:
+        # Past the wait, the writer goes on to BEGIN IMMEDIATE: SQLite then says "locked".
+        if self._lock.acquire(timeout=SQLITE_BUSY_SECONDS):
+            self._holder = weakref.ref(connection, self._give_back_if_holder)
+
+    def give_back(self, connection: Connection) -> None:
+        if self._holder is not None and self._holder() is connection:
+            self._give_back_if_holder(self._holder)
+
+    def _give_back_if_holder(self, holder: "weakref.ref[Connection]") -> None:
+        if self._holder is holder:
+            self._holder = None
+            self._lock.release()
+
+
+_write_turns: "weakref.WeakKeyDictionary[Engine, WriteTurn]" = weakref.WeakKeyDictionary()
+
+
+def sqlite_write_turn(engine: Engine) -> WriteTurn | None:
+    """The turn a SQLite file engine's writers take (None for any other engine)."""
+    return _write_turns.get(engine)
 
 
 class Base(DeclarativeBase):
@@ -83,7 +123,15 @@ def _use_real_sqlite_transactions(engine: Engine, *, file_backed: bool) -> None:
     (busy_timeout does not apply to that upgrade); taking the write lock up front makes it wait.
     Reads need no write lock: a session marked `reads_only` begins deferred and, under WAL,
     reads the last commit while a writer works, instead of queueing behind every write.
+
+    This process's writers take turns at a lock of their own before BEGIN IMMEDIATE: SQLite's
+    own wait polls with growing sleeps, so under contention the writer that has waited longest
+    sleeps longest and keeps losing to newcomers (four bulk writers: p99 25 times the p50).
+    Other processes are still kept in order by busy_timeout.
     """
+    turn = WriteTurn()
+    if file_backed:
+        _write_turns[engine] = turn
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -92,13 +140,25 @@ def _use_real_sqlite_transactions(engine: Engine, *, file_backed: bool) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         if file_backed:
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        deferred = not file_backed or connection.get_execution_options().get(READS_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        if not file_backed or connection.get_execution_options().get(READS_ONLY, False):
+            connection.exec_driver_sql("BEGIN")
+            return
+        turn.take(connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            turn.give_back(connection)
+            raise
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(connection: Connection) -> None:
+        turn.give_back(connection)
 
 
 def reads_only(session: Session) -> None:

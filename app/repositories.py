@@ -2,8 +2,9 @@
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import IdempotencyRecord, LoginSession, Resource, User, id_can_exist
@@ -66,6 +67,23 @@ class ResourceRepository:
             return None
         return self.session.get(Resource, resource_id)
 
+    def insert_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """New resources (column → value, every column but the id) inserted the fastest way
+        the database has: COPY on PostgreSQL (psycopg), one executemany on SQLite, batches of
+        INSERT … RETURNING elsewhere. Their ids, in the order given."""
+        connection = self.session.connection()
+        dialect = connection.dialect
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            return _copy_into_postgres(connection, rows)
+        if dialect.name == "sqlite":
+            return _executemany_into_sqlite(connection, rows)
+        return self.insert_many_returning(rows)
+
+    def insert_many_returning(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """`insert_many` on any database SQLAlchemy speaks to."""
+        returning = insert(RESOURCES).returning(RESOURCES.c.id, sort_by_parameter_order=True)
+        return list(self.session.scalars(returning, list(rows)))
+
     def get_for_update(self, resource_id: int) -> Resource | None:
         """The row, locked until the transaction ends (SELECT … FOR UPDATE; SQLite's writers
         are serialised anyway), and read afresh: a concurrent delete is seen as missing."""
@@ -95,6 +113,53 @@ class ResourceRepository:
         if owner_id is not None:
             query = query.where(Resource.owner_id == owner_id)
         return self.session.scalar(query) or 0
+
+
+RESOURCES: Table = Resource.__table__  # type: ignore[assignment]
+NEW_RESOURCE_COLUMNS = (
+    "name", "description", "metadata", "owner_id", "version", "created_at", "updated_at"
+)  # fmt: skip
+_COLUMN_LIST = ", ".join(NEW_RESOURCE_COLUMNS)
+_PLACEHOLDERS = ", ".join("?" for _ in NEW_RESOURCE_COLUMNS)
+INSERT_INTO_SQLITE = f"INSERT INTO resources ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
+COPY_INTO_POSTGRES = f"COPY resources (id, {_COLUMN_LIST}) FROM STDIN"
+NEXT_POSTGRES_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('resources', 'id')) FROM generate_series(1, :count)"
+)
+
+
+def _driver_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """The rows as the driver takes them: each value through its column type (JSON to text,
+    timestamps checked and formatted), as SQLAlchemy would have done."""
+    dialect = connection.dialect
+    processors = [
+        (name, RESOURCES.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+        for name in NEW_RESOURCE_COLUMNS
+    ]
+    return [
+        tuple(row[name] if process is None else process(row[name]) for name, process in processors)
+        for row in rows
+    ]
+
+
+def _executemany_into_sqlite(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    # The first row takes the write lock, so no other writer comes between these rows: SQLite
+    # gives each new row the largest id so far plus one, and the last id says them all.
+    connection.exec_driver_sql(INSERT_INTO_SQLITE, _driver_rows(connection, rows))
+    last: int = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+def _copy_into_postgres(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Ids taken from the table's sequence first (atomic, whoever else inserts), then the rows
+    in one COPY, in the request's transaction."""
+    ids = sorted(connection.execute(NEXT_POSTGRES_IDS, {"count": len(rows)}).scalars())
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(COPY_INTO_POSTGRES) as copy:
+        for new_id, row in zip(ids, _driver_rows(connection, rows), strict=True):
+            copy.write_row((new_id, *row))
+    return ids
 
 
 class LoginSessionRepository:

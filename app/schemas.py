@@ -190,6 +190,11 @@ class ResourceOut(BaseModel):
     updated_at: datetime
 
 
+# Straight from rows to JSON (pydantic's serializer, reading attributes), many at once.
+RESOURCE = TypeAdapter(ResourceOut)
+RESOURCE_LIST = TypeAdapter(list[ResourceOut])
+
+
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 Username = Annotated[
     SafeStr,

@@ -39,7 +39,7 @@ class Run:
 class Request:
     method: str
     path: str
-    body: dict | None = None
+    body: dict | list | None = None
     headers: tuple[tuple[str, str], ...] = ()
 
 

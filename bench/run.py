@@ -37,12 +37,23 @@ SERVERS = ("ours", "ceiling", "tutorial")
 ROWS = 1000
 
 
+BULK_ITEMS = [
+    {"name": f"bulk {n}", "description": "made in bulk", "metadata": {"n": n, "batch": "bench"}}
+    for n in range(1000)
+]
+# A bulk request holds the write for a while: a few at once say how steady it is; more would
+# only queue (and grow the table for nothing).
+BULK_CONCURRENCY = (1, 4)
+
+
 def scenarios(token_headers: tuple[tuple[str, str], ...]) -> dict[str, Request]:
+    """Bulk last: the rows it adds must not change what the reads before it measure."""
     return {
         "list (skip=0&limit=10, counted)": Request("GET", "/api/v1/resources?skip=0&limit=10"),
         "read one": Request("GET", "/api/v1/resources/500"),
         "create": Request("POST", "/api/v1/resources", {"name": "bench"}, token_headers),
         "update": Request("PATCH", "/api/v1/resources/7", {"name": "bench"}, token_headers),
+        "bulk 1000": Request("POST", "/api/v1/resources/bulk", BULK_ITEMS, token_headers),
     }
 
 
@@ -81,7 +92,8 @@ def run_database(kind: str, args: argparse.Namespace) -> dict[str, dict[str, dic
                 start(name)
             headers = seed(servers["ours"])
             for scenario, request in scenarios(tuple(headers.items())).items():
-                for connections in args.concurrency:
+                bulk = request.path.endswith("/bulk")
+                for connections in BULK_CONCURRENCY if bulk else args.concurrency:
                     for name, server in list(servers.items()):
                         run = measure(server.url, server.pid, request, args.seconds, connections)
                         cell = results.setdefault(scenario, {}).setdefault(str(connections), {})

@@ -3,12 +3,19 @@
 import asyncio
 import sqlite3
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from pytest_fastapi_db.blocker import DatabaseBlocker
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
+from app import database
+from app.database import WriteTurn, build_engine, reads_only, sqlite_write_turn
 from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 CONCURRENT_REQUESTS = 256
@@ -101,3 +108,75 @@ def test_on_a_sqlite_file_reads_go_on_while_a_writer_holds_the_lock(
             assert write.result().status_code == 201
     finally:
         writer.close()
+
+
+@pytest.fixture
+def sqlite_file_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
+    if not scratch_database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock (PostgreSQL has no such turn)")
+    engine = build_engine(scratch_database_url)
+    with db_blocker.unblocked():
+        yield engine
+    engine.dispose()
+
+
+def _turn(engine: Engine) -> WriteTurn:
+    turn = sqlite_write_turn(engine)
+    assert turn is not None
+    return turn
+
+
+def test_a_sqlite_write_transaction_holds_the_turn_until_it_ends(
+    sqlite_file_engine: Engine,
+) -> None:
+    turn = _turn(sqlite_file_engine)
+    with sqlite_file_engine.connect() as connection:
+        connection.begin()
+        assert turn.held
+        connection.commit()
+        assert not turn.held
+        connection.begin()
+        connection.rollback()
+        assert not turn.held
+        connection.begin()
+    assert not turn.held  # closed mid-transaction
+    with Session(sqlite_file_engine) as session:
+        reads_only(session)
+        session.execute(text("SELECT 1"))
+        assert not turn.held  # a reader takes no turn
+
+
+def test_a_sqlite_writer_waits_for_the_turn_and_gets_it_when_the_holder_ends(
+    sqlite_file_engine: Engine,
+) -> None:
+    holder = sqlite_file_engine.connect()
+    holder.begin()
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(lambda: sqlite_file_engine.connect().begin().commit())
+        time.sleep(0.3)
+        assert not waiting.done()
+        holder.rollback()
+        waiting.result(timeout=2)
+    holder.close()
+    assert not _turn(sqlite_file_engine).held
+
+
+def test_a_failed_begin_gives_the_turn_back(
+    sqlite_file_engine: Engine, scratch_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process (here another connection, outside the turn) holds SQLite's lock past
+    the busy timeout: the BEGIN fails, and the turn is free for the next writer."""
+    monkeypatch.setattr(database, "SQLITE_BUSY_SECONDS", 0.2)
+    engine = build_engine(scratch_database_url)  # connects with the short timeout
+    other = sqlite3.connect(scratch_database_url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"), engine.connect() as connection:
+            connection.begin()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert not _turn(engine).held
+    with engine.begin() as connection:  # and the next writer gets it
+        connection.execute(text("SELECT 1"))
+    engine.dispose()

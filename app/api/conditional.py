@@ -10,6 +10,7 @@ from fastapi import Header, status
 
 from app.errors import PreconditionFailed
 from app.models import Resource
+from app.schemas import ResourceOut
 
 ANY = "*"
 WEAK = "W/"
@@ -33,7 +34,7 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def etag(resource: Resource) -> str:
+def etag(resource: Resource | ResourceOut) -> str:
     """The version, and the creation time: an id used again (SQLite may hand out a deleted
     row's id) never repeats a tag."""
     created = int(resource.created_at.timestamp() * 1_000_000)

@@ -1,11 +1,10 @@
 """`Idempotency-Key` on the creating routes: a retry gets the first answer again."""
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 
 from app.api.deps import CurrentUser, Work
@@ -44,11 +43,13 @@ class Idempotent:
             self.answer.body, self.answer.status_code, headers, media_type="application/json"
         )
 
-    def remember(self, status_code: int, body: Any, response: Response, *headers: str) -> None:
-        """Keep this answer (its body and the named headers) for retries."""
+    def remember(self, answer: Response, *headers: str) -> Response:
+        """Keep this answer (its JSON body and the named headers) for retries; hand it back."""
         if self.reserved is not None:
-            kept = {name: response.headers[name] for name in headers if name in response.headers}
-            idempotency.remember(self.reserved, status_code, jsonable_encoder(body), kept)
+            kept = {name: answer.headers[name] for name in headers if name in answer.headers}
+            body = bytes(answer.body).decode()
+            idempotency.remember(self.reserved, answer.status_code, body, kept)
+        return answer
 
 
 @may_answer(422)

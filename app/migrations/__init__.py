@@ -8,7 +8,7 @@ nothing (about 10 MiB per process).
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, column, inspect, select, table
+from sqlalchemy import Connection, String, column, inspect, select, table
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -40,5 +40,5 @@ def schema_is_current(connection: Connection) -> bool:
     """Whether the database was migrated to the code's head (not behind, not unmigrated)."""
     if not inspect(connection).has_table(VERSION_TABLE):
         return False
-    current = connection.execute(select(column("version_num")).select_from(table(VERSION_TABLE)))
-    return frozenset(current.scalars()) == HEAD_REVISIONS
+    versions = select(column("version_num", String)).select_from(table(VERSION_TABLE))
+    return frozenset(connection.scalars(versions)) == HEAD_REVISIONS

@@ -10,7 +10,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -75,9 +74,9 @@ def reserve(uow: UnitOfWork, user_id: int, key: str, request: str) -> Idempotenc
 
 
 def remember(
-    record: IdempotencyRecord, status_code: int, body: Any, headers: dict[str, str]
+    record: IdempotencyRecord, status_code: int, body: str, headers: dict[str, str]
 ) -> None:
-    """The answer the write gets, kept (in its transaction) for retries."""
+    """The answer the write gets (its JSON text), kept (in its transaction) for retries."""
     record.status_code = status_code
-    record.body = json.dumps(body, separators=(",", ":"))
+    record.body = body
     record.headers = headers

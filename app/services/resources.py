@@ -6,18 +6,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.database import utcnow
 from app.errors import Forbidden, NotFound
 from app.events.types import Event, EventType
 from app.models import Resource, User
 from app.repositories import ResourceRepository
-from app.schemas import ResourceCreate, ResourceOut
+from app.schemas import RESOURCE, RESOURCE_LIST, ResourceCreate, ResourceOut
 from app.unit_of_work import UnitOfWork
 
 
-def _announce(uow: UnitOfWork, event_type: EventType, resources: Sequence[Resource]) -> None:
-    uow.session.flush()  # ids and timestamps exist from here on
-    for resource in resources:
-        data = ResourceOut.model_validate(resource).model_dump(mode="json")
+def _announce(uow: UnitOfWork, event_type: EventType, shown: list[ResourceOut]) -> None:
+    """One event per resource, its data as the API shows it (serialized at once for all)."""
+    for data in RESOURCE_LIST.dump_python(shown, mode="json"):
         uow.emit(Event(event_type, data))
 
 
@@ -71,23 +71,33 @@ def page(
     return Page(rows[:limit], len(rows) > limit, total)
 
 
-def create_many(uow: UnitOfWork, owner: User, items: Sequence[ResourceCreate]) -> list[Resource]:
-    """Create all of `items` for `owner`, in order; they stand or fall together with the commit."""
-    resources = [
-        Resource(
-            name=item.name,
-            description=item.description,
-            metadata_=item.metadata,
-            owner_id=owner.id,
-        )
+def create_many(uow: UnitOfWork, owner: User, items: Sequence[ResourceCreate]) -> list[ResourceOut]:
+    """Create all of `items` for `owner`, in order; they stand or fall together with the commit.
+    What the answer shows is known without reading the rows back."""
+    now = utcnow()
+    rows = [
+        {
+            "name": item.name,
+            "description": item.description,
+            "metadata": item.metadata,
+            "owner_id": owner.id,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
         for item in items
     ]
-    uow.session.add_all(resources)
-    _announce(uow, "resource.created", resources)
-    return resources
+    ids = ResourceRepository(uow.session).insert_many(rows)
+    # Every value was validated or made here: the answer is built without checking it again.
+    created = [
+        ResourceOut.model_construct(id=new_id, **row)  # type: ignore[arg-type]
+        for new_id, row in zip(ids, rows, strict=True)
+    ]
+    _announce(uow, "resource.created", created)
+    return created
 
 
-def create(uow: UnitOfWork, owner: User, item: ResourceCreate) -> Resource:
+def create(uow: UnitOfWork, owner: User, item: ResourceCreate) -> ResourceOut:
     return create_many(uow, owner, [item])[0]
 
 
@@ -95,7 +105,8 @@ def update(uow: UnitOfWork, resource: Resource, changes: dict[str, Any]) -> Reso
     """Apply `changes` (field name → value, as the API names them)."""
     for field, value in changes.items():
         setattr(resource, "metadata_" if field == "metadata" else field, value)
-    _announce(uow, "resource.updated", [resource])
+    uow.session.flush()  # the new version and timestamp exist from here on
+    _announce(uow, "resource.updated", [RESOURCE.validate_python(resource)])
     return resource
 
 

@@ -100,6 +100,25 @@ def create_resource(item: ResourceIn, db: Session = Depends(get_db)) -> Any:
     return resource
 
 
+@app.post("/api/v1/resources/bulk", response_model=list[ResourceOut], status_code=201)
+def create_resources(items: list[ResourceIn], db: Session = Depends(get_db)) -> Any:
+    now = datetime.now(UTC)
+    resources = [
+        Resource(
+            name=item.name,
+            description=item.description,
+            metadata_=item.metadata,
+            owner_id=1,
+            created_at=now,
+            updated_at=now,
+        )
+        for item in items
+    ]
+    db.add_all(resources)
+    db.commit()
+    return resources
+
+
 @app.patch("/api/v1/resources/{resource_id}", response_model=ResourceOut)
 def update_resource(resource_id: int, item: ResourceIn, db: Session = Depends(get_db)) -> Any:
     resource = db.get(Resource, resource_id)

@@ -1,7 +1,6 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
-from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 
 from app.api.conditional import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag, not_modified
@@ -11,7 +10,14 @@ from app.api.openapi import may_answer
 from app.api.paging import CURSOR_PATTERN, decode_cursor, set_paging_headers
 from app.api.rate_limiting import ReadLimit, WriteLimit
 from app.models import MAX_ID, Resource
-from app.schemas import BULK_MAX_ITEMS, ResourceCreate, ResourceOut, ResourcePatch
+from app.schemas import (
+    BULK_MAX_ITEMS,
+    RESOURCE,
+    RESOURCE_LIST,
+    ResourceCreate,
+    ResourceOut,
+    ResourcePatch,
+)
 from app.services import resources
 
 router = APIRouter(prefix="/resources", tags=["resources"])
@@ -28,11 +34,6 @@ COUNT = (
     " when paging by position, false by cursor; `count=false` on a first page pages by key."
 )
 OWNER = "Only this user's resources."
-
-
-# Straight from the rows to JSON bytes (pydantic's serializer, reading attributes).
-RESOURCE = TypeAdapter(ResourceOut)
-RESOURCE_LIST = TypeAdapter(list[ResourceOut])
 
 
 def json_answer(body: bytes | None, response: Response, status_code: int = 200) -> Response:
@@ -101,15 +102,16 @@ def create_resource(
     idempotent: Idempotency,
     request: Request,
     response: Response,
-) -> ResourceOut | Response:
+) -> Response:
     if replay := idempotent.replay():
         return replay
-    created = _tagged(resources.create(uow, user, data), response)
+    created = resources.create(uow, user, data)
+    response.headers["ETag"] = etag(created)
     # A path, not a URL: nothing in an answer is built from the client's Host header.
     location = request.app.url_path_for("get_resource", resource_id=created.id)
     response.headers["Location"] = f"{request.scope.get('root_path', '')}{location}"
-    idempotent.remember(status.HTTP_201_CREATED, created, response, "Location", "ETag")
-    return created
+    answer = json_answer(RESOURCE.dump_json(created), response, status.HTTP_201_CREATED)
+    return idempotent.remember(answer, "Location", "ETag")
 
 
 @router.post(
@@ -125,12 +127,12 @@ def create_resources(
     uow: Work,
     idempotent: Idempotency,
     response: Response,
-) -> list[ResourceOut] | Response:
+) -> Response:
     if replay := idempotent.replay():
         return replay
-    created = [_out(resource) for resource in resources.create_many(uow, user, items)]
-    idempotent.remember(status.HTTP_201_CREATED, created, response)
-    return created
+    created = resources.create_many(uow, user, items)
+    body = RESOURCE_LIST.dump_json(created)
+    return idempotent.remember(json_answer(body, response, status.HTTP_201_CREATED))
 
 
 @router.get(
