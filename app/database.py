@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pydantic_core
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -95,9 +96,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
+def json_text(value: Any) -> str:
+    """JSON columns' text, compact, by pydantic's serializer: a tenth of `json.dumps`' time."""
+    return pydantic_core.to_json(value).decode()
+
+
 def build_engine(url: str, **kwargs: Any) -> Engine:
     """An engine with the same SQLite fixes for the app and the tests."""
     parsed = make_url(url)
+    kwargs.setdefault("json_serializer", json_text)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, **kwargs)
     for pool_option in ("pool_size", "max_overflow", "pool_timeout"):

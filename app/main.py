@@ -1,7 +1,9 @@
 """The application: `create_app()` wires routers, middleware and shared clients together."""
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
 import anyio
 import anyio.to_thread
@@ -52,6 +54,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # serve several servers in turn (test clients, a live server), each with its own loop.
     broker: EventBroker = app.state.broker
     await broker.start()
+    _freeze_what_start_up_made()
     async with build_http_client(settings) as http_client:
         app.state.http_client = http_client
         try:
@@ -60,6 +63,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             restore_signals()
             await broker.stop()
             forget_this_process()
+
+
+@cache  # once per process: later lifespans (tests run many) would freeze their garbage too
+def _freeze_what_start_up_made() -> None:
+    """Start-up's objects live as long as the process: out of the collector's sight, a full
+    collection walks only what requests make (it was the 100 ms p99 of bulk writes)."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

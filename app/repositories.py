@@ -58,6 +58,10 @@ class UserRepository:
         return taken
 
 
+# A row to insert: column name → value.
+Row = dict[str, Any]
+
+
 class ResourceRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -67,22 +71,23 @@ class ResourceRepository:
             return None
         return self.session.get(Resource, resource_id)
 
-    def insert_many(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """New resources (column → value, every column but the id) inserted the fastest way
-        the database has: COPY on PostgreSQL (psycopg), one executemany on SQLite, batches of
-        INSERT … RETURNING elsewhere. Their ids, in the order given."""
+    def insert_many(self, rows: Sequence[Row], shared: Row) -> list[int]:
+        """New resources, inserted the fastest way the database has: COPY on PostgreSQL
+        (psycopg), one executemany on SQLite, batches of INSERT … RETURNING elsewhere. Each
+        has the columns of its row and of `shared` (the same for all), every column but the
+        id. Their ids, in the order given."""
         connection = self.session.connection()
         dialect = connection.dialect
         if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            return _copy_into_postgres(connection, rows)
+            return _copy_into_postgres(connection, _driver_rows(connection, rows, shared))
         if dialect.name == "sqlite":
-            return _executemany_into_sqlite(connection, rows)
-        return self.insert_many_returning(rows)
+            return _executemany_into_sqlite(connection, _driver_rows(connection, rows, shared))
+        return self.insert_many_returning(rows, shared)
 
-    def insert_many_returning(self, rows: Sequence[dict[str, Any]]) -> list[int]:
+    def insert_many_returning(self, rows: Sequence[Row], shared: Row) -> list[int]:
         """`insert_many` on any database SQLAlchemy speaks to."""
         returning = insert(RESOURCES).returning(RESOURCES.c.id, sort_by_parameter_order=True)
-        return list(self.session.scalars(returning, list(rows)))
+        return list(self.session.scalars(returning, [{**shared, **row} for row in rows]))
 
     def get_for_update(self, resource_id: int) -> Resource | None:
         """The row, locked until the transaction ends (SELECT … FOR UPDATE; SQLite's writers
@@ -128,36 +133,47 @@ NEXT_POSTGRES_IDS = text(
 )
 
 
-def _driver_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows as the driver takes them: each value through its column type (JSON to text,
-    timestamps checked and formatted), as SQLAlchemy would have done."""
+def _driver_rows(connection: Connection, rows: Sequence[Row], shared: Row) -> list[tuple[Any, ...]]:
+    """The rows as the driver takes them, in NEW_RESOURCE_COLUMNS' order: each value through
+    its column type (JSON to text, timestamps checked and formatted) as SQLAlchemy would,
+    the shared ones once."""
     dialect = connection.dialect
-    processors = [
-        (name, RESOURCES.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+    processors = {
+        name: RESOURCES.c[name].type.dialect_impl(dialect).bind_processor(dialect)
         for name in NEW_RESOURCE_COLUMNS
-    ]
-    return [
-        tuple(row[name] if process is None else process(row[name]) for name, process in processors)
-        for row in rows
-    ]
+    }
+
+    def bound(values: Row) -> Row:
+        return {
+            name: value if processors[name] is None else processors[name](value)  # type: ignore[misc]
+            for name, value in values.items()
+        }
+
+    bound_shared = bound(shared)
+
+    def driver_row(row: Row) -> tuple[Any, ...]:
+        values = bound_shared | bound(row)
+        return tuple(values[name] for name in NEW_RESOURCE_COLUMNS)
+
+    return [driver_row(row) for row in rows]
 
 
-def _executemany_into_sqlite(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+def _executemany_into_sqlite(connection: Connection, rows: list[tuple[Any, ...]]) -> list[int]:
     # The first row takes the write lock, so no other writer comes between these rows: SQLite
     # gives each new row the largest id so far plus one, and the last id says them all.
-    connection.exec_driver_sql(INSERT_INTO_SQLITE, _driver_rows(connection, rows))
+    connection.exec_driver_sql(INSERT_INTO_SQLITE, rows)
     last: int = connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
     return list(range(last - len(rows) + 1, last + 1))
 
 
-def _copy_into_postgres(connection: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+def _copy_into_postgres(connection: Connection, rows: list[tuple[Any, ...]]) -> list[int]:
     """Ids taken from the table's sequence first (atomic, whoever else inserts), then the rows
     in one COPY, in the request's transaction."""
     ids = sorted(connection.execute(NEXT_POSTGRES_IDS, {"count": len(rows)}).scalars())
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor, cursor.copy(COPY_INTO_POSTGRES) as copy:
-        for new_id, row in zip(ids, _driver_rows(connection, rows), strict=True):
+        for new_id, row in zip(ids, rows, strict=True):
             copy.write_row((new_id, *row))
     return ids
 

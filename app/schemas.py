@@ -1,11 +1,11 @@
 """What the API reads and writes. Every rule about the *shape* of input lives here."""
 
-import json
 import math
 import re
 from datetime import datetime
 from typing import Annotated, Any
 
+import pydantic_core
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
@@ -115,7 +115,7 @@ def _metadata_object(value: object) -> dict[str, Any]:
             _raise_if(_unicode_problem(node))
         elif isinstance(node, float) and not math.isfinite(node):
             raise ValueError("Metadata numbers must be finite (no NaN or Infinity)")
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    size = len(pydantic_core.to_json(value))  # the compact UTF-8 text, as json.dumps writes it
     if size > METADATA_MAX_BYTES:
         raise ValueError(f"Metadata larger than {METADATA_MAX_BYTES} bytes")
     return value
@@ -193,6 +193,8 @@ class ResourceOut(BaseModel):
 # Straight from rows to JSON (pydantic's serializer, reading attributes), many at once.
 RESOURCE = TypeAdapter(ResourceOut)
 RESOURCE_LIST = TypeAdapter(list[ResourceOut])
+# A time as every answer writes it.
+API_TIME = TypeAdapter(datetime)
 
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.\-]+$"

@@ -449,19 +449,9 @@ class TestBulk:
         from app.repositories import ResourceRepository
 
         now = utcnow()
-        rows = [
-            {
-                "name": f"r{n}",
-                "description": None,
-                "metadata": {"n": n},
-                "owner_id": user.id,
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for n in range(3)
-        ]
-        ids = ResourceRepository(db_session).insert_many_returning(rows)
+        shared = {"owner_id": user.id, "version": 1, "created_at": now, "updated_at": now}
+        rows = [{"name": f"r{n}", "description": None, "metadata": {"n": n}} for n in range(3)]
+        ids = ResourceRepository(db_session).insert_many_returning(rows, shared)
 
         stored = [db_session.get(Resource, new_id) for new_id in ids]
         assert [(r.name, r.metadata_, r.created_at) for r in stored if r] == [

@@ -4,13 +4,14 @@ A write that names a version (`If-Match`) happens only to that version, so two e
 overwrite each other unawares; a read that names the version it has gets 304 and no body.
 """
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Header, status
 
 from app.errors import PreconditionFailed
 from app.models import Resource
-from app.schemas import ResourceOut
 
 ANY = "*"
 WEAK = "W/"
@@ -34,11 +35,20 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def etag(resource: Resource | ResourceOut) -> str:
+def etag(resource: Resource) -> str:
     """The version, and the creation time: an id used again (SQLite may hand out a deleted
     row's id) never repeats a tag."""
-    created = int(resource.created_at.timestamp() * 1_000_000)
-    return f'"{resource.version}.{created:x}"'
+    return _version_tag(resource.version, resource.created_at)
+
+
+def shown_etag(shown: Mapping[str, Any]) -> str:
+    """`etag` of a resource as an answer shows it (JSON-ready)."""
+    return _version_tag(shown["version"], datetime.fromisoformat(shown["created_at"]))
+
+
+def _version_tag(version: int, created_at: datetime) -> str:
+    created = int(created_at.timestamp() * 1_000_000)
+    return f'"{version}.{created:x}"'
 
 
 def _tags(header: str) -> list[tuple[bool, str]]:

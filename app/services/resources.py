@@ -11,14 +11,19 @@ from app.errors import Forbidden, NotFound
 from app.events.types import Event, EventType
 from app.models import Resource, User
 from app.repositories import ResourceRepository
-from app.schemas import RESOURCE, RESOURCE_LIST, ResourceCreate, ResourceOut
+from app.schemas import API_TIME, RESOURCE, ResourceCreate
 from app.unit_of_work import UnitOfWork
 
 
-def _announce(uow: UnitOfWork, event_type: EventType, shown: list[ResourceOut]) -> None:
-    """One event per resource, its data as the API shows it (serialized at once for all)."""
-    for data in RESOURCE_LIST.dump_python(shown, mode="json"):
+def _announce(uow: UnitOfWork, event_type: EventType, shown: Sequence[dict[str, Any]]) -> None:
+    """One event per resource, its data as the API shows it."""
+    for data in shown:
         uow.emit(Event(event_type, data))
+
+
+def _shown(resource: Resource) -> dict[str, Any]:
+    shown: dict[str, Any] = RESOURCE.dump_python(RESOURCE.validate_python(resource), mode="json")
+    return shown
 
 
 def get(session: Session, resource_id: int) -> Resource:
@@ -71,33 +76,27 @@ def page(
     return Page(rows[:limit], len(rows) > limit, total)
 
 
-def create_many(uow: UnitOfWork, owner: User, items: Sequence[ResourceCreate]) -> list[ResourceOut]:
+def create_many(
+    uow: UnitOfWork, owner: User, items: Sequence[ResourceCreate]
+) -> list[dict[str, Any]]:
     """Create all of `items` for `owner`, in order; they stand or fall together with the commit.
-    What the answer shows is known without reading the rows back."""
+    Returns them as the API shows them (JSON-ready, ResourceOut's fields in its order), known
+    without reading the rows back."""
     now = utcnow()
+    shared = {"owner_id": owner.id, "version": 1, "created_at": now, "updated_at": now}
     rows = [
-        {
-            "name": item.name,
-            "description": item.description,
-            "metadata": item.metadata,
-            "owner_id": owner.id,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
+        {"name": item.name, "description": item.description, "metadata": item.metadata}
         for item in items
     ]
-    ids = ResourceRepository(uow.session).insert_many(rows)
-    # Every value was validated or made here: the answer is built without checking it again.
-    created = [
-        ResourceOut.model_construct(id=new_id, **row)  # type: ignore[arg-type]
-        for new_id, row in zip(ids, rows, strict=True)
-    ]
+    ids = ResourceRepository(uow.session).insert_many(rows, shared)
+    shown_shared = {**shared, "created_at": API_TIME.dump_python(now, mode="json")}
+    shown_shared["updated_at"] = shown_shared["created_at"]
+    created = [{"id": new_id, **row, **shown_shared} for new_id, row in zip(ids, rows, strict=True)]
     _announce(uow, "resource.created", created)
     return created
 
 
-def create(uow: UnitOfWork, owner: User, item: ResourceCreate) -> ResourceOut:
+def create(uow: UnitOfWork, owner: User, item: ResourceCreate) -> dict[str, Any]:
     return create_many(uow, owner, [item])[0]
 
 
@@ -106,7 +105,7 @@ def update(uow: UnitOfWork, resource: Resource, changes: dict[str, Any]) -> Reso
     for field, value in changes.items():
         setattr(resource, "metadata_" if field == "metadata" else field, value)
     uow.session.flush()  # the new version and timestamp exist from here on
-    _announce(uow, "resource.updated", [RESOURCE.validate_python(resource)])
+    _announce(uow, "resource.updated", [_shown(resource)])
     return resource
 
 
@@ -115,7 +114,7 @@ def replace(uow: UnitOfWork, resource: Resource, item: ResourceCreate) -> Resour
 
 
 def delete(uow: UnitOfWork, resource: Resource) -> None:
-    data = ResourceOut.model_validate(resource).model_dump(mode="json")
+    data = _shown(resource)
     uow.session.delete(resource)
     uow.session.flush()
     uow.emit(Event("resource.deleted", data))

@@ -1,9 +1,17 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
-from app.api.conditional import ETAG_HEADER, NOT_MODIFIED, IfNoneMatch, etag, not_modified
+from app.api.conditional import (
+    ETAG_HEADER,
+    NOT_MODIFIED,
+    IfNoneMatch,
+    etag,
+    not_modified,
+    shown_etag,
+)
 from app.api.deps import CurrentUser, DeletableResource, OwnedResource, Reads, Work
 from app.api.idempotency import Idempotency
 from app.api.openapi import may_answer
@@ -106,11 +114,11 @@ def create_resource(
     if replay := idempotent.replay():
         return replay
     created = resources.create(uow, user, data)
-    response.headers["ETag"] = etag(created)
+    response.headers["ETag"] = shown_etag(created)
     # A path, not a URL: nothing in an answer is built from the client's Host header.
-    location = request.app.url_path_for("get_resource", resource_id=created.id)
+    location = request.app.url_path_for("get_resource", resource_id=created["id"])
     response.headers["Location"] = f"{request.scope.get('root_path', '')}{location}"
-    answer = json_answer(RESOURCE.dump_json(created), response, status.HTTP_201_CREATED)
+    answer = json_answer(to_json(created), response, status.HTTP_201_CREATED)
     return idempotent.remember(answer, "Location", "ETag")
 
 
@@ -131,8 +139,7 @@ def create_resources(
     if replay := idempotent.replay():
         return replay
     created = resources.create_many(uow, user, items)
-    body = RESOURCE_LIST.dump_json(created)
-    return idempotent.remember(json_answer(body, response, status.HTTP_201_CREATED))
+    return idempotent.remember(json_answer(to_json(created), response, status.HTTP_201_CREATED))
 
 
 @router.get(
