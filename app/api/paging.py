@@ -7,8 +7,10 @@ with a `next` link whose cursor names the last resource shown, so the next page 
 the index however deep it is; nothing is counted unless asked.
 """
 
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
 from fastapi import Request, Response
-from starlette.datastructures import URL
 
 from app.models import MAX_ID
 from app.services.resources import Page
@@ -39,41 +41,51 @@ def set_paging_headers(
     response: Response, request: Request, page: Page, *, skip: int, limit: int, by_key: bool
 ) -> None:
     # Relative (RFC 8288 allows a URI reference): never built from the client's Host header.
-    here = URL(f"{request.scope.get('root_path', '')}{request.url.path}?{request.url.query}")
+    path = f"{request.scope.get('root_path', '')}{request.url.path}"
+    links = _Links(path, request.query_params.multi_items())
     if by_key:
-        links = _key_links(here.remove_query_params(["skip", "cursor"]), limit, page)
+        rels = _key_links(links.without("skip", "cursor"), limit, page)
     else:
-        links = _position_links(here, skip, limit, page)
+        rels = _position_links(links, skip, limit, page)
     if page.total is not None:
         response.headers["X-Total-Count"] = str(page.total)
-    response.headers["Link"] = ", ".join(links)
+    response.headers["Link"] = ", ".join(rels)
 
 
-def _link(rel: str, url: URL) -> str:
-    return f'<{url}>; rel="{rel}"'
+@dataclass(frozen=True)
+class _Links:
+    """Links to this list with some query parameters set anew (moved last, as Starlette's
+    `include_query_params` does) and the others kept as the request gave them."""
+
+    path: str
+    kept: list[tuple[str, str]]
+
+    def without(self, *names: str) -> "_Links":
+        return _Links(self.path, [pair for pair in self.kept if pair[0] not in names])
+
+    def link(self, rel: str, **params: object) -> str:
+        pairs = [pair for pair in self.kept if pair[0] not in params]
+        pairs += [(name, str(value)) for name, value in params.items()]
+        return f'<{self.path}?{urlencode(pairs)}>; rel="{rel}"'
 
 
-def _key_links(walk: URL, limit: int, page: Page) -> list[str]:
-    walk = walk.include_query_params(limit=limit)
-    if page.total is None:  # the first page of an uncounted walk is asked for this way
-        walk = walk.include_query_params(count="false")
-    links = [_link("first", walk)]
+def _key_links(walk: _Links, limit: int, page: Page) -> list[str]:
+    # The first page of an uncounted walk is asked for with count=false.
+    uncounted = {"count": "false"} if page.total is None else {}
+    links = [walk.link("first", limit=limit, **uncounted)]
     if page.more:
         cursor = encode_cursor(page.resources[-1].id)
-        links.append(_link("next", walk.include_query_params(cursor=cursor)))
+        links.append(walk.link("next", limit=limit, **uncounted, cursor=cursor))
     return links
 
 
-def _position_links(here: URL, skip: int, limit: int, page: Page) -> list[str]:
-    def at(page_skip: int) -> URL:
-        return here.include_query_params(skip=page_skip, limit=limit)
-
+def _position_links(here: _Links, skip: int, limit: int, page: Page) -> list[str]:
     assert page.total is not None, "paging by position is always counted"
     last_skip = max(page.total - 1, 0) // limit * limit
-    links = [_link("first", at(0))]
+    links = [here.link("first", skip=0, limit=limit)]
     if skip > 0:
-        links.append(_link("prev", at(max(min(skip - limit, last_skip), 0))))
+        links.append(here.link("prev", skip=max(min(skip - limit, last_skip), 0), limit=limit))
     if page.more:
-        links.append(_link("next", at(skip + limit)))
-    links.append(_link("last", at(last_skip)))
+        links.append(here.link("next", skip=skip + limit, limit=limit))
+    links.append(here.link("last", skip=last_skip, limit=limit))
     return links
