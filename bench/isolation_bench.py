@@ -1,6 +1,9 @@
 """Per-test cost of test isolation: pytest-fastapi-db's rolled-back transaction against the
 seed's `create_all`/`drop_all` per test, on the same schema, in the same run.
 
+Each way runs the same test body; the body alone (committed, on a schema made once, nothing
+undone) is measured too, so that what each way of isolating adds is its time less the body's.
+
     .venv/bin/python -m bench.isolation_bench [--tests 200]
 
 SQLite in memory always; PostgreSQL too when BENCH_POSTGRES_URL names a server (for example
@@ -28,7 +31,7 @@ def _a_test(session: Session, n: int) -> None:
     session.flush()
     session.add(Resource(name="r", owner_id=user.id))
     session.commit()
-    assert session.query(Resource).count() == 1
+    assert session.query(Resource).filter_by(owner_id=user.id).count() == 1
 
 
 def seed_style(engine: Engine, n: int) -> None:
@@ -50,6 +53,12 @@ def kit_style(engine: Engine, n: int) -> None:
         outer.rollback()
 
 
+def bare(engine: Engine, n: int) -> None:
+    """The body with no isolation at all: what every way pays anyway."""
+    with Session(bind=engine) as session:
+        _a_test(session, n)
+
+
 def per_test_ms(run: Callable[[Engine, int], None], engine: Engine, tests: int) -> float:
     run(engine, -1)  # warm up: connections, compiled statements
     started = time.perf_counter()
@@ -68,16 +77,21 @@ def main() -> None:
         base = make_url(postgres)
         targets["PostgreSQL"] = ensure_database(base.set(database=f"{base.database}_bench"))
 
-    print(f"{'database':18} {'seed ms/test':>13} {'kit ms/test':>12} {'seed / kit':>11}")
+    print(
+        f"{'database':18} {'seed ms/test':>13} {'kit ms/test':>12} {'body alone':>11}"
+        f" {'isolation: kit / seed':>22}"
+    )
     for name, url in targets.items():
         engine = build_test_engine(url)
         Base.metadata.drop_all(engine)
         seed = per_test_ms(seed_style, engine, args.tests)
         Base.metadata.create_all(engine)  # the kit makes the schema once per run
         kit = per_test_ms(kit_style, engine, args.tests)
+        body = per_test_ms(bare, engine, args.tests)
         Base.metadata.drop_all(engine)
         engine.dispose()
-        print(f"{name:18} {seed:13.2f} {kit:12.2f} {seed / kit:11.1f}")
+        share = (kit - body) / (seed - body)
+        print(f"{name:18} {seed:13.2f} {kit:12.2f} {body:11.2f} {share:22.2f}")
 
 
 if __name__ == "__main__":
