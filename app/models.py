@@ -71,8 +71,13 @@ class LoginSession(Base):
 
 class Resource(Base):
     __tablename__ = "resources"
-    # One owner's resources in id order: the owner filter pages by key, at any depth.
-    __table_args__ = (Index("ix_resources_owner_id_id", "owner_id", "id"),)
+    # One owner's resources in id order, and everyone's by name or creation time: each list
+    # pages by key, at any depth.
+    __table_args__ = (
+        Index("ix_resources_owner_id_id", "owner_id", "id"),
+        Index("ix_resources_name_id", "name", "id"),
+        Index("ix_resources_created_at_id", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_MAX_LENGTH))

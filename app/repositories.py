@@ -1,10 +1,22 @@
 """Queries, and nothing else: no rules, no commits."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app.models import IdempotencyRecord, LoginSession, Resource, User, id_can_exist
@@ -58,6 +70,8 @@ class UserRepository:
         return taken
 
 
+T = TypeVar("T")
+
 # A row to insert: column name → value.
 Row = dict[str, Any]
 
@@ -97,27 +111,60 @@ class ResourceRepository:
         return self.session.get(Resource, resource_id, with_for_update=True, populate_existing=True)
 
     def page(
-        self, limit: int, skip: int = 0, after: int | None = None, owner_id: int | None = None
+        self,
+        limit: int,
+        skip: int = 0,
+        after: tuple[Any, int] | None = None,
+        where: "ResourceFilter | None" = None,
+        order: "ResourceOrder | None" = None,
     ) -> Sequence[Resource]:
-        """`limit` resources in id order, past the id `after` (found by key in the index: as
-        cheap a million rows deep as on the first page) and then `skip` more (which the
-        database walks past one by one)."""
-        query = select(Resource).order_by(Resource.id).offset(skip).limit(limit)
+        """`limit` resources in `order` (by a key, then id), past the place `after` (the last
+        shown: its key and id, found in the key's index: as cheap a million rows deep as on
+        the first page) and then `skip` more (which the database walks past one by one)."""
+        order = order or ResourceOrder()
+        key = ORDER_KEYS[order.key]
+        ends = (key.desc(), Resource.id.desc()) if order.descending else (key, Resource.id)
+        query = (where or ResourceFilter()).applied(select(Resource)).order_by(*ends)
         if after is not None:
-            query = query.where(Resource.id > after)
-        if owner_id is not None:
-            query = query.where(Resource.owner_id == owner_id)
-        return self.session.scalars(query).all()
+            last_key, last_id = after
+            place: Any = Resource.id if key is Resource.id else tuple_(key, Resource.id)
+            mark: Any = last_id if key is Resource.id else tuple_(last_key, last_id)
+            query = query.where(place < mark if order.descending else place > mark)
+        return self.session.scalars(query.offset(skip).limit(limit)).all()
 
     def owned_by(self, owner_id: int) -> Sequence[Resource]:
         query = select(Resource).where(Resource.owner_id == owner_id).order_by(Resource.id)
         return self.session.scalars(query).all()
 
-    def count(self, owner_id: int | None = None) -> int:
-        query = select(func.count()).select_from(Resource)
-        if owner_id is not None:
-            query = query.where(Resource.owner_id == owner_id)
+    def count(self, where: "ResourceFilter | None" = None) -> int:
+        query = (where or ResourceFilter()).applied(select(func.count()).select_from(Resource))
         return self.session.scalar(query) or 0
+
+
+# What a list may be ordered by; each has an index (key, id).
+ORDER_KEYS = {"id": Resource.id, "name": Resource.name, "created_at": Resource.created_at}
+
+
+@dataclass(frozen=True)
+class ResourceOrder:
+    key: str = "id"
+    descending: bool = False
+
+
+@dataclass(frozen=True)
+class ResourceFilter:
+    """Which resources a list shows: those of an owner (every one named: filters narrow
+    together, so two different owners pick none) whose name contains a text."""
+
+    owner_ids: tuple[int, ...] = ()
+    name_contains: str | None = None
+
+    def applied(self, query: Select[T]) -> Select[T]:
+        for owner_id in self.owner_ids:
+            query = query.where(Resource.owner_id == owner_id)
+        if self.name_contains is not None:
+            query = query.where(Resource.name.icontains(self.name_contains, autoescape=True))
+        return query
 
 
 RESOURCES: Table = Resource.__table__  # type: ignore[assignment]

@@ -26,6 +26,7 @@ from sqlalchemy import text
 
 from app.api.paging import encode_cursor
 from app.database import build_engine
+from app.models import Resource
 from bench.http_bench import UNLIMITED, bench_database
 from bench.parser_bench import cpu_seconds
 from tests.servers import Server, register_and_log_in, run_cli, running_server, server_env
@@ -69,6 +70,7 @@ LABELS = [
     "first page, by key (count=false)",
     "by cursor, 90% deep",
     "one owner's, by cursor, 90% deep",
+    "by name, by cursor, 90% deep",
     "first page, by position (counted)",
     "by position, 90% deep",
 ]
@@ -77,11 +79,15 @@ LABELS = [
 def requests_for(rows: int) -> list[str]:
     """The paths of LABELS' requests on a table of `rows` resources."""
     deep = rows * 9 // 10
-    cursor = encode_cursor(deep)  # ids run from 1: continues `deep` resources in
+    cursor = encode_cursor("id", Resource(id=deep))  # ids run from 1: continues `deep` resources in
+    # seed()'s names, in the order of the name index: the one 90% along, with its id.
+    by_name = sorted((f"resource {i}", i) for i in range(1, rows + 1))[deep]
+    name_cursor = encode_cursor("name", Resource(name=by_name[0], id=by_name[1]))
     return [
         "/api/v1/resources?limit=10&count=false",
         f"/api/v1/resources?limit=10&cursor={cursor}",
         f"/api/v1/resources?limit=10&owner_id=2&cursor={cursor}",
+        f"/api/v1/resources?limit=10&sort=name&cursor={name_cursor}",
         "/api/v1/resources?skip=0&limit=10",
         f"/api/v1/resources?skip={deep}&limit=10",
     ]

@@ -1,5 +1,19 @@
 """Resources: who may do what to them, and the events their changes announce."""
 
+__all__ = [
+    "Page",
+    "ResourceFilter",
+    "ResourceOrder",
+    "create",
+    "create_many",
+    "delete",
+    "get",
+    "get_owned",
+    "page",
+    "replace",
+    "update",
+]
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +24,7 @@ from app.database import utcnow
 from app.errors import Forbidden, NotFound
 from app.events.types import Event, EventType
 from app.models import Resource, User
-from app.repositories import ResourceRepository
+from app.repositories import ResourceFilter, ResourceOrder, ResourceRepository
 from app.schemas import API_TIME, RESOURCE, ResourceCreate
 from app.unit_of_work import UnitOfWork
 
@@ -63,16 +77,18 @@ def page(
     limit: int,
     *,
     skip: int = 0,
-    after: int | None = None,
-    owner_id: int | None = None,
+    after: tuple[Any, int] | None = None,
+    where: ResourceFilter | None = None,
+    order: ResourceOrder | None = None,
     count: bool = True,
 ) -> Page:
-    """One page in id order, of everyone's resources or `owner_id`'s: past the id `after` (by
-    key: as cheap at any depth), then `skip` more. One row more than asked says whether more
-    follow; the total is counted only when asked (its cost grows with the table)."""
+    """One page of the resources `where` picks, in `order` (id by default): past the place
+    `after` (a key and an id; by key: as cheap at any depth), then `skip` more. One row more
+    than asked says whether more follow; the total is counted only when asked (its cost grows
+    with the table)."""
     repository = ResourceRepository(session)
-    rows = repository.page(limit + 1, skip, after, owner_id)
-    total = repository.count(owner_id) if count else None
+    rows = repository.page(limit + 1, skip, after, where, order)
+    total = repository.count(where) if count else None
     return Page(rows[:limit], len(rows) > limit, total)
 
 

@@ -12,21 +12,29 @@ from app.api.conditional import (
     not_modified,
     shown_etag,
 )
-from app.api.deps import CurrentUser, DeletableResource, OwnedResource, Reads, Work
+from app.api.deps import (
+    BearerToken,
+    CurrentUser,
+    DeletableResource,
+    OwnedResource,
+    Reads,
+    Work,
+)
 from app.api.idempotency import Idempotency
 from app.api.openapi import may_answer
-from app.api.paging import CURSOR_PATTERN, decode_cursor, set_paging_headers
+from app.api.paging import CURSOR_PATTERN, Sort, decode_cursor, order_of, set_paging_headers
 from app.api.rate_limiting import ReadLimit, WriteLimit
-from app.models import MAX_ID, Resource
+from app.models import MAX_ID, NAME_MAX_LENGTH, Resource
 from app.schemas import (
     BULK_MAX_ITEMS,
     RESOURCE,
     RESOURCE_LIST,
+    STORABLE_PATTERN,
     ResourceCreate,
     ResourceOut,
     ResourcePatch,
 )
-from app.services import resources
+from app.services import resources, users
 
 router = APIRouter(prefix="/resources", tags=["resources"])
 
@@ -42,6 +50,15 @@ COUNT = (
     " when paging by position, false by cursor; `count=false` on a first page pages by key."
 )
 OWNER = "Only this user's resources."
+MINE = (
+    "Only the caller's own resources (a bearer token is then needed). Filters narrow together:"
+    " with another user's `owner_id`, none."
+)
+NAME = "Only resources whose name contains this text, ignoring case (ASCII letters on SQLite)."
+SORT = (
+    "The order: by id (the default), name or creation time, each tie broken by id; a leading"
+    " `-` reverses it. Each has its index, so paging by key is as cheap in any of them."
+)
 
 
 def json_answer(body: bytes | None, response: Response, status_code: int = 200) -> Response:
@@ -68,30 +85,42 @@ def _with_etag(status_code: int) -> dict[int | str, dict[str, Any]]:
 
 
 @router.get("", response_model=list[ResourceOut], operation_id="resources-list")
+@may_answer(401)  # mine=true without a valid token
 async def list_resources(
     _limit: ReadLimit,
     request: Request,
     response: Response,
     reads: Reads,
+    token: BearerToken,
     skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description=SKIP)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     cursor: Annotated[str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR)] = None,
     count: Annotated[bool | None, Query(description=COUNT)] = None,
+    sort: Annotated[Sort, Query(description=SORT)] = "id",
     owner_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description=OWNER)] = None,
+    mine: Annotated[bool, Query(description=MINE)] = False,
+    name: Annotated[
+        str | None,
+        Query(min_length=1, max_length=NAME_MAX_LENGTH, pattern=STORABLE_PATTERN, description=NAME),
+    ] = None,
 ) -> Response:
-    """Resources in id order, a page at a time: by position (`skip`) or by key (`cursor`)."""
-    after = None if cursor is None else decode_cursor(cursor)
+    """Resources a page at a time, in `sort`'s order: by position (`skip`) or by key (`cursor`)."""
+    after = None if cursor is None else decode_cursor(cursor, sort)
     counted = count if count is not None else after is None
 
     def read(session: Session) -> tuple[resources.Page, bytes]:
+        owners: tuple[int, ...] = () if owner_id is None else (owner_id,)
+        if mine:
+            owners += (users.authenticate(session, token)[0].id,)
+        where = resources.ResourceFilter(owner_ids=owners, name_contains=name)
         page = resources.page(
-            session, limit, skip=skip, after=after, owner_id=owner_id, count=counted
+            session, limit, skip=skip, after=after, where=where, order=order_of(sort), count=counted
         )
         return page, RESOURCE_LIST.dump_json(RESOURCE_LIST.validate_python(page.resources))
 
     page, body = await reads.run(read)
     by_key = after is not None or not counted
-    set_paging_headers(response, request, page, skip=skip, limit=limit, by_key=by_key)
+    set_paging_headers(response, request, page, skip=skip, limit=limit, by_key=by_key, sort=sort)
     return json_answer(body, response)
 
 
