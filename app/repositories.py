@@ -123,12 +123,13 @@ class ResourceRepository:
         the first page) and then `skip` more (which the database walks past one by one)."""
         order = order or ResourceOrder()
         key = ORDER_KEYS[order.key]
-        ends = (key.desc(), Resource.id.desc()) if order.descending else (key, Resource.id)
+        by_id = key is Resource.id  # ids are unique: no tie to break, one column
+        columns = (Resource.id,) if by_id else (key, Resource.id)
+        ends = [column.desc() if order.descending else column for column in columns]
         query = (where or ResourceFilter()).applied(select(Resource)).order_by(*ends)
         if after is not None:
-            last_key, last_id = after
-            place: Any = Resource.id if key is Resource.id else tuple_(key, Resource.id)
-            mark: Any = last_id if key is Resource.id else tuple_(last_key, last_id)
+            place: Any = Resource.id if by_id else tuple_(*columns)
+            mark: Any = after[1] if by_id else tuple_(*after)
             query = query.where(place < mark if order.descending else place > mark)
         return self.session.scalars(query.offset(skip).limit(limit)).all()
 

@@ -23,10 +23,8 @@ def map_case(_context: Any, case: Any) -> Any:
         if name.lower() == "idempotency-key" and WELL_FORMED_KEY.fullmatch(str(value)):
             case.headers[name] = uuid.uuid4().hex
     query = case.query or {}
-    if case.operation.definition.raw.get("operationId") == "resources-list":
-        query["cursor"] = _a_cursor_the_list_could_give(query.get("cursor"), query.get("sort"))
-        if query["cursor"] is None:
-            del query["cursor"]
+    if case.operation.definition.raw.get("operationId") == "resources-list" and "cursor" in query:
+        query["cursor"] = _a_cursor_the_list_could_give(query["cursor"], query.get("sort"))
     return case
 
 
