@@ -11,6 +11,10 @@ caps the header block; `GuardedH11Protocol` adds what neither gives:
 - problem answers (RFC 9457) for the errors the parser raises itself (every answer is JSON).
 
 The idle keep-alive timeout and the bounded graceful shutdown are uvicorn's own settings.
+
+WebSockets run on uvicorn's sans-I/O protocol with one addition: the app may write frames it
+built itself (app.events.frames), so that one event frame reaches a thousand subscribers as
+a thousand plain socket writes.
 """
 
 import asyncio
@@ -22,8 +26,10 @@ from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
+from app.events.frames import FRAME_WRITER_EXTENSION
 from app.problems import PROBLEM_MEDIA_TYPE, problem_body
 from app.settings import Settings, get_settings
 
@@ -166,12 +172,32 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class FrameWritingWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Offers the app a `FrameWriter` (FRAME_WRITER_EXTENSION) for its own frames."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # Frames built elsewhere fit only a connection without extensions (compression).
+        if self.handshake_initiated and not self.close_sent and not self.conn.extensions:
+            self.scope["extensions"][FRAME_WRITER_EXTENSION] = {"writer": self}
+
+    def write_frames(self, frames: bytes) -> bool:
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return False
+        self.transport.write(frames)
+        return True
+
+    def buffered_bytes(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Everything `uvicorn.run`/`uvicorn.Config` needs besides the app, host, port and workers."""
     options: dict[str, Any] = {
         "http": f"{__name__}:GuardedH11Protocol",
         "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
+        "ws": f"{__name__}:FrameWritingWebSocketProtocol",
         "ws_max_size": settings.ws_max_message_bytes,
         # Compressing each event once per subscriber cost more CPU and memory than it saved
         # (bench/fanout_bench.py); events are small JSON.

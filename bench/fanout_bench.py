@@ -1,5 +1,6 @@
 """What live subscribers cost a writer: writes/s, server CPU per write, and how late the last
-subscriber hears each write, with none and with N subscribers, in the same run.
+subscriber hears each write, with none and with N subscribers, in the same run; "in order":
+every subscriber heard the creations in one and the same order.
 
     .venv/bin/python -m bench.fanout_bench [--subscribers 1000] [--seconds 5] [--writers 4]
 
@@ -11,8 +12,10 @@ subscriber receiving its event.
 
 import argparse
 import asyncio
+import gc
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -22,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import connect
 
 from bench.http_bench import UNLIMITED
 from bench.load import LOAD_CORE, SERVER_CORE, pin
@@ -32,46 +34,106 @@ from tests.servers import register_and_log_in, run_cli, running_server, server_e
 SUBSCRIBE = json.dumps({"type": "subscribe", "channel": "updates"})
 
 
+class Listener(asyncio.Protocol):
+    """One subscriber on a bare socket: the handshake and the frames parsed by hand, so that
+    a thousand of them keep up with the server on one core (the websockets client, at about
+    30 µs a frame, fell seconds behind and measured itself). Notes each chunk's arrival time
+    and the ids of the creations it completed."""
+
+    def __init__(self, handshake: bytes) -> None:
+        self.handshake = handshake
+        self.buffer = b""
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.chunks: list[tuple[float, list[int]]] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.handshake)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self.buffer + data
+        if not self.upgraded.done():
+            head, found, buffer = buffer.partition(b"\r\n\r\n")
+            if not found:
+                self.buffer = head
+                return
+            self.upgraded.set_result(head.startswith(b"HTTP/1.1 101"))
+        complete = frames_end(buffer)
+        self.buffer = buffer[complete:]
+        ids = [int(found) for found in CREATED_ID.findall(buffer, 0, complete)]
+        if ids:
+            self.chunks.append((now, ids))
+
+
+def frames_end(buffer: bytes) -> int:
+    """Where the last whole frame in `buffer` ends (server frames: unmasked)."""
+    position, size = 0, len(buffer)
+    while size - position >= 2:
+        length, head = buffer[position + 1], 2
+        if length == 126:
+            length, head = int.from_bytes(buffer[position + 2 : position + 4]), 4
+        elif length == 127:
+            length, head = int.from_bytes(buffer[position + 2 : position + 10]), 10
+        if position + head + length > size:
+            break
+        position += head + length
+    return position
+
+
+CREATED_ID = re.compile(
+    rb'"type": "resource\.created", "channel": "updates", "data": \{"id": (\d+)'
+)
+
+
+def masked_text_frame(text: str) -> bytes:
+    payload, mask = text.encode(), os.urandom(4)
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    return bytes((0x81, 0x80 | len(payload))) + mask + masked
+
+
 async def subscribe_all(url: str, token: str, count: int) -> None:
     """The subscriber process: `count` sockets; prints `ready`, then at EOF on stdin, per
-    resource id, how many sockets heard its creation and when the last one did."""
-    heard: dict[int, list[float]] = {}  # id → [count, last time]
-    in_order = True
-
-    async def listen(socket: Any) -> None:
-        nonlocal in_order
-        last_id = 0
-        async for frame in socket:
-            event = json.loads(frame)
-            if event["type"] != "resource.created":
-                continue
-            resource_id = event["data"]["id"]
-            in_order = in_order and resource_id > last_id
-            last_id = resource_id
-            seen = heard.setdefault(resource_id, [0, 0.0])
-            seen[0] += 1
-            seen[1] = time.time()
-
-    sockets = []
-    headers = {"Authorization": f"Bearer {token}"}
+    resource id, how many sockets heard its creation and when the last one did, and whether
+    every socket heard the creations in one and the same order."""
+    gc.disable()  # its pauses over the chunks kept would count as delivery time
+    host, port = url.removeprefix("ws://").split("/")[0].split(":")
+    handshake = (
+        f"GET /ws/updates HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    loop = asyncio.get_running_loop()
+    listeners = []
     for _ in range(count):
-        socket = await connect(url, additional_headers=headers, max_queue=None)
-        await socket.send(SUBSCRIBE)
-        assert json.loads(await socket.recv())["type"] == "subscribed"
-        sockets.append(socket)
-    listeners = [asyncio.create_task(listen(socket)) for socket in sockets]
+        _, listener = await loop.create_connection(lambda: Listener(handshake), host, int(port))
+        assert await listener.upgraded, "the server refused the WebSocket handshake"
+        listener.transport.write(masked_text_frame(SUBSCRIBE))
+        listeners.append(listener)
+    await asyncio.sleep(1)  # the replies
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await loop.run_in_executor(None, sys.stdin.read)
     await asyncio.sleep(1)  # the last events in flight
-    for task in listeners:
-        task.cancel()
-    await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
-    print(json.dumps({"heard": heard, "in_order": in_order}), flush=True)
+    for listener in listeners:
+        listener.transport.close()
+    heard: dict[int, list[float]] = {}  # id → [count, last time]
+    orders = set()
+    for listener in listeners:
+        order = []
+        for when, ids in listener.chunks:
+            order += ids
+            for resource_id in ids:
+                seen = heard.setdefault(resource_id, [0, 0.0])
+                seen[0] += 1
+                seen[1] = max(seen[1], when)
+        orders.add(tuple(order))
+    print(json.dumps({"heard": heard, "in_order": len(orders) == 1}), flush=True)
 
 
 async def write_for(base: str, headers: dict[str, str], seconds: float, writers: int) -> dict:
-    """Creations from `writers` concurrent clients for `seconds`: id → when it was sent."""
-    sent: dict[int, float] = {}
+    """Creations from `writers` concurrent clients for `seconds`: id → when it was sent and
+    when its 201 arrived."""
+    sent: dict[int, tuple[float, float]] = {}
     deadline = time.monotonic() + seconds
 
     async def writer(client: httpx.AsyncClient) -> None:
@@ -79,11 +141,15 @@ async def write_for(base: str, headers: dict[str, str], seconds: float, writers:
             started = time.time()
             response = await client.post("/api/v1/resources", json={"name": "fan-out"})
             assert response.status_code == 201, response.text
-            sent[response.json()["id"]] = started
+            sent[response.json()["id"]] = (started, time.time())
 
     async with httpx.AsyncClient(base_url=base, headers=headers) as client:
         await asyncio.gather(*(writer(client) for _ in range(writers)))
     return sent
+
+
+def percentile(ordered: list[float], share: float) -> float:
+    return ordered[max(int(len(ordered) * share) - 1, 0)]
 
 
 def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any) -> dict:
@@ -104,6 +170,7 @@ def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any)
         assert ready == "ready", f"the subscribers' process failed (exit {listeners.wait()})"
     rss_before = server_rss_mib(server.pid)
     cpu_before = cpu_seconds(server.pid)
+    listeners_cpu_before = cpu_seconds(listeners.pid) if listeners else 0.0
     started = time.monotonic()
     sent = asyncio.run(write_for(server.url, headers, args.seconds, args.writers))
     elapsed = time.monotonic() - started
@@ -114,15 +181,24 @@ def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any)
         "rss_mib": max(rss_before, server_rss_mib(server.pid)),
     }
     if listeners is not None:
+        # The subscribers' share of their core: near 1, they measure themselves.
+        listeners_cpu = cpu_seconds(listeners.pid) - listeners_cpu_before
+        result["subscribers_cpu_share"] = listeners_cpu / elapsed
         output, _ = listeners.communicate("", timeout=120)
         report = json.loads(output.strip().splitlines()[-1])
         heard = {int(key): value for key, value in report["heard"].items()}
-        late = sorted((heard[i][1] - when) * 1000 for i, when in sent.items() if i in heard)
+        late = sorted((heard[i][1] - when[0]) * 1000 for i, when in sent.items() if i in heard)
+        after_201 = sorted((heard[i][1] - when[1]) * 1000 for i, when in sent.items() if i in heard)
+        writes = sorted((ended - started) * 1000 for started, ended in sent.values())
         result |= {
             "complete": all(heard.get(i, [0])[0] == subscribers for i in sent),
             "in_order": report["in_order"],
             "delivery_p50_ms": statistics.median(late),
-            "delivery_p99_ms": late[int(len(late) * 0.99) - 1] if len(late) > 1 else late[0],
+            "delivery_p99_ms": percentile(late, 0.99),
+            "after_201_p50_ms": statistics.median(after_201),
+            "after_201_p99_ms": percentile(after_201, 0.99),
+            "write_p50_ms": statistics.median(writes),
+            "write_p99_ms": percentile(writes, 0.99),
         }
     return result
 

@@ -25,7 +25,14 @@ from anyio.abc import TaskStatus
 from fastapi import WebSocket, status
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from app.events.broker import SUBSCRIBER_QUEUE_SIZE, EventBroker, Queued, Subscription
+from app.events.broker import (
+    SUBSCRIBER_BUFFER_BYTES,
+    SUBSCRIBER_QUEUE_SIZE,
+    EventBroker,
+    Queued,
+    Subscription,
+)
+from app.events.frames import frame_writer, text_frame
 from app.events.types import UPDATES_CHANNEL
 from app.services.users import TokenHolder
 from app.settings import Settings
@@ -123,10 +130,13 @@ class LiveUpdates:
         self.broker = broker
         self.limits = limits
         self._budget = MessageBudget(limits.messages_per_second)
-        # One sender, so replies and events never interleave mid-frame. The subscription
-        # queues events here too (each encoded once for all subscribers), so an event costs a
-        # subscriber one queue slot and no task of its own; bounded, so a client that does not
-        # read overflows (1013) instead of growing the server's memory.
+        # Where the server takes the app's own frames, replies and events are written as
+        # frames, in the order they are made (events built once for all subscribers).
+        self._writer = frame_writer(websocket.scope)
+        # Elsewhere, one sender, so replies and events never interleave mid-frame: the
+        # subscription queues events here too, so an event costs a subscriber one queue slot
+        # and no task of its own; bounded, so a client that does not read overflows (1013)
+        # instead of growing the server's memory.
         self._outbox: asyncio.Queue[Queued] = asyncio.Queue(SUBSCRIBER_QUEUE_SIZE)
         self._subscription: tuple[anyio.CancelScope, Subscription] | None = None
         self._connection_scope = anyio.CancelScope()
@@ -136,7 +146,8 @@ class LiveUpdates:
         try:
             with self._connection_scope:
                 async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(self._send_loop)
+                    if self._writer is None:
+                        tasks.start_soon(self._send_loop)
                     tasks.start_soon(self._watch_login, expires_at, still_active)
                     await self._receive_loop(tasks)
                     tasks.cancel_scope.cancel()
@@ -185,9 +196,20 @@ class LiveUpdates:
                 # The server caps frames too (ws_max_size); this holds under any server.
                 await self.close(status.WS_1009_MESSAGE_TOO_BIG, "Message too big")
                 continue
-            await self._outbox.put(json.dumps(await self._handle(text, tasks)))
+            reply = await self._handle(text, tasks)
+            if reply is not None:
+                await self._say(reply)
 
-    async def _handle(self, text: str | None, tasks: anyio.abc.TaskGroup) -> dict[str, Any]:
+    async def _say(self, message: dict[str, Any]) -> None:
+        if self._writer is None:
+            await self._outbox.put(json.dumps(message))
+        elif self._writer.buffered_bytes() > SUBSCRIBER_BUFFER_BYTES:
+            await self.drop(status.WS_1013_TRY_AGAIN_LATER, "Too far behind; reconnect")
+        else:
+            self._writer.write_frames(text_frame(json.dumps(message)))
+
+    async def _handle(self, text: str | None, tasks: anyio.abc.TaskGroup) -> dict[str, Any] | None:
+        """The reply to a client's frame; None where it was given already."""
         if text is None:
             return _error("Frames must be JSON text")
         try:
@@ -206,7 +228,8 @@ class LiveUpdates:
             return _error(f"Unknown channel; the only channel is {UPDATES_CHANNEL!r}")
         if kind == "subscribe" and self._subscription is None:
             self._subscription = await tasks.start(self._subscribe)
-        elif kind == "unsubscribe" and self._subscription is not None:
+            return None
+        if kind == "unsubscribe" and self._subscription is not None:
             scope, subscription = self._subscription
             subscription.end()  # no event after the reply, though the scope ends later
             scope.cancel()
@@ -217,8 +240,11 @@ class LiveUpdates:
         self, *, task_status: TaskStatus[tuple[anyio.CancelScope, Subscription]]
     ) -> None:
         with anyio.CancelScope() as scope:
-            async with self.broker.subscribe(self._outbox) as subscription:
-                # Started only once subscribed: nothing committed after the reply is missed.
+            # The reply, then the subscription, with no wait between: no event comes before
+            # the reply, and none committed after it is missed.
+            await self._say({"type": "subscribed", "channel": UPDATES_CHANNEL})
+            queue = self._outbox if self._writer is None else None
+            async with self.broker.subscribe(queue, self._writer) as subscription:
                 task_status.started((scope, subscription))
                 # The sender may be stuck behind a client that does not read: watch apart.
                 await subscription.overflowed()

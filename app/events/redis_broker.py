@@ -15,11 +15,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from app.events.broker import InProcessBroker, Queued, Subscription
+from app.events.frames import FrameWriter
 from app.events.types import Event
 from app.metrics import EVENTS_LOST
 
@@ -96,9 +97,9 @@ class RedisBroker:
             )
 
     def subscribe(
-        self, queue: "asyncio.Queue[Queued] | None" = None
+        self, queue: "asyncio.Queue[Queued] | None" = None, writer: FrameWriter | None = None
     ) -> AbstractAsyncContextManager[Subscription]:
-        return self._local.subscribe(queue)
+        return self._local.subscribe(queue, writer)
 
     @property
     def subscriber_count(self) -> int:

@@ -3,6 +3,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
 
+from app.events.frames import text_frame
+
 EventType = Literal["resource.created", "resource.updated", "resource.deleted"]
 UPDATES_CHANNEL = "updates"
 
@@ -21,3 +23,8 @@ class Event:
     def text(self) -> str:
         """The message as subscribers receive it: encoded once, for all of them."""
         return json.dumps(self.message())
+
+    @cached_property
+    def frame(self) -> bytes:
+        """The message as a WebSocket frame, built once for all subscribers."""
+        return text_frame(self.text)

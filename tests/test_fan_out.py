@@ -1,0 +1,143 @@
+"""The fan-out's own rules, below the socket: frames built once and written whole, passes
+paced so they never crowd out the requests, and a subscriber that falls behind dropped.
+
+Over real sockets, the same path runs in test_live_updates.py and test_live_update_limits.py
+(uvicorn there offers the frame writer; the TestClient does not, and gets queued events)."""
+
+import asyncio
+import contextlib
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
+
+from app.events.broker import FAN_OUT_PAUSE, SUBSCRIBER_BUFFER_BYTES, InProcessBroker
+from app.events.frames import frame_writer, text_frame
+from app.events.types import Event
+
+
+class RecordingWriter:
+    """A connection that takes frames: keeps them, and holds as many unsent bytes as told."""
+
+    def __init__(self, write_seconds: float = 0.0) -> None:
+        self.writes: list[bytes] = []
+        self.unsent = 0
+        self.write_seconds = write_seconds
+
+    def write_frames(self, frames: bytes) -> bool:
+        time.sleep(self.write_seconds)  # a slow socket write, on the loop, as the real one is
+        self.writes.append(frames)
+        return True
+
+    def buffered_bytes(self) -> int:
+        return self.unsent
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Frames as a client parses them (websockets' own parser, unmasked server frames)."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    frames = []
+    while reader.buffer:
+        with pytest.raises(StopIteration) as done:  # whole: parsed without asking for more
+            next(Frame.parse(reader.read_exact, mask=False))
+        frames.append(done.value.value)
+    return frames
+
+
+def created(resource_id: int, description: str = "") -> Event:
+    return Event("resource.created", {"id": resource_id, "description": description})
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+def test_a_text_frame_is_what_a_client_parses_back(size: int) -> None:
+    text = "é" * (size // 2) + "x" * (size % 2)  # multi-byte: the length is in bytes
+    (frame,) = parse_frames(text_frame(text))
+    assert (frame.opcode, frame.fin, frame.data.decode()) == (Opcode.TEXT, True, text)
+
+
+def test_an_event_frame_carries_its_text() -> None:
+    event = created(7)
+    (frame,) = parse_frames(event.frame)
+    assert frame.data.decode() == event.text
+
+
+def test_the_frame_writer_is_found_only_where_the_server_offers_it() -> None:
+    writer = RecordingWriter()
+    offered = {"extensions": {"resource_api.frame_writer": {"writer": writer}}}
+    assert frame_writer(offered) is writer
+    assert frame_writer({"extensions": {"websocket.http.response": {}}}) is None
+    assert frame_writer({}) is None
+
+
+@pytest.mark.asyncio
+async def test_one_pass_writes_every_subscriber_the_same_frames_once() -> None:
+    broker = InProcessBroker()
+    writers = [RecordingWriter() for _ in range(3)]
+    async with contextlib.AsyncExitStack() as subscribed:
+        for writer in writers:
+            await subscribed.enter_async_context(broker.subscribe(writer=writer))
+        events = [created(1), created(2)]
+        await broker.publish(events[:1])
+        await broker.publish(events[1:])  # before the pass: goes with it
+        await asyncio.sleep(0)
+    assert all(writer.writes == [events[0].frame + events[1].frame] for writer in writers)
+    assert writers[0].writes[0] is writers[1].writes[0]  # built once, for all
+
+
+@pytest.mark.asyncio
+async def test_after_a_slow_pass_the_next_waits_and_takes_what_came_meanwhile() -> None:
+    broker = InProcessBroker()
+    writer = RecordingWriter(write_seconds=0.02)
+    async with broker.subscribe(writer=writer):
+        await broker.publish([created(1)])
+        await asyncio.sleep(0)
+        assert len(writer.writes) == 1
+        paused_from = time.monotonic()
+        await broker.publish([created(2)])
+        await broker.publish([created(3)])
+        await asyncio.sleep(0.01)
+        assert len(writer.writes) == 1  # still pausing: FAN_OUT_PAUSE times 20 ms
+        deadline = time.monotonic() + 5
+        while len(writer.writes) == 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        paused = time.monotonic() - paused_from
+    assert writer.writes[1] == created(2).frame + created(3).frame
+    assert paused >= FAN_OUT_PAUSE * 0.02 * 0.9
+
+
+@pytest.mark.asyncio
+async def test_after_a_quick_pass_the_next_follows_within_moments() -> None:
+    broker = InProcessBroker()
+    writer = RecordingWriter()
+    async with broker.subscribe(writer=writer):
+        for resource_id in range(1, 4):
+            await broker.publish([created(resource_id)])
+            await asyncio.sleep(0.01)
+            assert len(writer.writes) == resource_id
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_whose_socket_holds_too_much_is_dropped() -> None:
+    def lost() -> float:
+        sample = REGISTRY.get_sample_value("events_lost_total", {"reason": "subscriber_overflow"})
+        return sample or 0.0
+
+    broker = InProcessBroker()
+    slow, keeping_up = RecordingWriter(), RecordingWriter()
+    lost_before = lost()
+    async with broker.subscribe(writer=slow) as dropped, broker.subscribe(writer=keeping_up):
+        slow.unsent = SUBSCRIBER_BUFFER_BYTES  # at the limit: still written to
+        await broker.publish([created(1)])
+        await asyncio.sleep(0)
+        slow.unsent = SUBSCRIBER_BUFFER_BYTES + 1
+        await broker.publish([created(2), created(3)])
+        await asyncio.wait_for(dropped.overflowed(), 1)
+        slow.unsent = 0  # caught up, too late: dropped is dropped
+        await broker.publish([created(4)])
+        await asyncio.sleep(0.01)
+    assert slow.writes == [created(1).frame]
+    assert len(keeping_up.writes) == 3
+    assert lost() == lost_before + 2
