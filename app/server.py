@@ -1,14 +1,16 @@
-"""The HTTP server: uvicorn on h11, with the limits an internet-facing process needs.
+"""The HTTP server: uvicorn on httptools, with the limits an internet-facing process needs.
 
-uvicorn's default parser (httptools) caps neither the header block nor the time a client may
-take to send it, so one socket trickling an endless header could freeze the process. h11
-caps the header block; `GuardedH11Protocol` adds what neither gives:
+httptools (llhttp) is the fastest parser uvicorn offers (bench/parser_bench.py), but it caps
+neither the request head nor the time a client may take to send it: one socket trickling an
+endless header would grow the process and hold it. `GuardedHttpToolsProtocol` adds:
 
-- a deadline for the request head (request line and headers), from the first byte awaited;
+- a cap on the request head (request line and headers), whether it arrives whole or in
+  pieces: over it, 431;
+- a deadline for the request head, from the first byte awaited: past it, 408;
 - a cap on open connections per process: at the cap, a new connection evicts the one that
   has waited longest without sending a request (a slow or idle client), and is refused with
   a JSON 503 only when every connection is busy with a request;
-- problem answers (RFC 9457) for the errors the parser raises itself (every answer is JSON).
+- problem answers (RFC 9457) for the requests the parser refuses (every answer is JSON).
 
 The idle keep-alive timeout and the bounded graceful shutdown are uvicorn's own settings.
 
@@ -24,8 +26,7 @@ import weakref
 from http import HTTPStatus
 from typing import Any
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -51,40 +52,23 @@ BAD_REQUEST = raw_problem_response(400, "Invalid HTTP request")
 HEAD_TIMEOUT = raw_problem_response(408, "Request headers not received in time")
 TOO_MANY_CONNECTIONS = raw_problem_response(503, "Too many connections; retry shortly")
 
+# The request line's fixed parts ("GET " … " HTTP/1.1\r\n") and the blank line that ends a head.
+_HEAD_FRAMING = 16
 
-class CappedConnection(h11.Connection):
-    """h11 caps only a head that arrives in pieces; this caps one that arrives whole too."""
 
-    def __init__(self, max_head_bytes: int) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=max_head_bytes)
-        self.max_head_bytes = max_head_bytes
-        self.refusal_status = 400  # what the last refused request deserves
-
-    def next_event(self) -> Any:
-        try:
-            event = super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.refusal_status = exc.error_status_hint
-            raise
-        if isinstance(event, h11.Request) and _head_size(event) > self.max_head_bytes:
-            self.refusal_status = 431
-            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
-        return event
+class HeadTooLarge(Exception):
+    """Raised inside the parser's callback: the parser then refuses the request."""
 
 
 # Per server (tests may run several in one process), in the order they began waiting.
-_waiting_connections: "weakref.WeakKeyDictionary[ServerState, dict[GuardedH11Protocol, None]]" = (
+Waiting = dict["GuardedHttpToolsProtocol", None]
+_waiting_connections: "weakref.WeakKeyDictionary[ServerState, Waiting]" = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _head_size(request: h11.Request) -> int:
-    fields = sum(len(name) + len(value) + 4 for name, value in request.headers.raw_items())
-    return len(request.method) + len(request.target) + fields + 14
-
-
-class GuardedH11Protocol(H11Protocol):
-    """h11 with a request-head deadline, a connection cap and JSON parser errors."""
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """httptools with a head cap, a head deadline, a connection cap and JSON refusals."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,8 +76,14 @@ class GuardedH11Protocol(H11Protocol):
         settings = get_settings()
         self.max_connections = settings.max_connections
         self.head_timeout = settings.header_timeout
-        self.conn = self._capped_conn = CappedConnection(settings.max_header_bytes)
+        self.max_head_bytes = settings.max_header_bytes
         self._head_deadline: asyncio.TimerHandle | None = None
+        # Between requests and within a head (until the parser has it all): what arrived
+        # meanwhile, so that a head that never ends is cut at the cap, not at memory's end.
+        self._in_head = True
+        self._received_in_head = 0
+        self._head_size = 0  # of the head being parsed, from its parts
+        self._refusal = BAD_REQUEST
         # This server's connections that wait for a request, longest-waiting first: eviction
         # takes the first, in constant time however many there are.
         self._waiting = _waiting_connections.setdefault(self.server_state, {})
@@ -138,15 +128,19 @@ class GuardedH11Protocol(H11Protocol):
 
     def _head_too_slow(self) -> None:
         self._head_deadline = None
-        if self.awaiting_request and self.conn.their_state is h11.IDLE:
+        if self.awaiting_request and self._in_head:
             self._answer_and_close(HEAD_TIMEOUT)
 
     def data_received(self, data: bytes) -> None:
         if self.awaiting_request and self._head_deadline is None:
             # A kept-alive connection begins its next request: its head gets a deadline too.
             self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
+        if self._in_head:
+            self._received_in_head += len(data)
         super().data_received(data)
-        if not self.awaiting_request:
+        if self._in_head and self._received_in_head > self.max_head_bytes:
+            self._answer_and_close(HEADERS_TOO_LARGE)  # a head still unfinished past the cap
+        elif not self.awaiting_request:
             self._stop_waiting()
 
     def on_response_complete(self) -> None:
@@ -159,12 +153,40 @@ class GuardedH11Protocol(H11Protocol):
         self._stop_waiting()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self) -> None:
+        self._stop_waiting()  # a WebSocket is busy, never one to evict
+        super().handle_websocket_upgrade()
+
+    # -- head cap -------------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._head_size = _HEAD_FRAMING
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._head_size + len(self.parser.get_method()) > self.max_head_bytes:
+            self._refusal = HEADERS_TOO_LARGE  # arrived whole, or its last piece did
+            raise HeadTooLarge
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._received_in_head = True, 0  # what comes next is the next head
+        super().on_message_complete()
+
     # -- answers of our own -----------------------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
         """The parser refused the request: a head over the cap is 431, anything else 400."""
-        too_large = self._capped_conn.refusal_status == 431
-        self._answer_and_close(HEADERS_TOO_LARGE if too_large else BAD_REQUEST)
+        self._answer_and_close(self._refusal)
 
     def _answer_and_close(self, response: bytes) -> None:
         if not self.transport.is_closing():
@@ -194,7 +216,7 @@ class FrameWritingWebSocketProtocol(WebSocketsSansIOProtocol):
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """Everything `uvicorn.run`/`uvicorn.Config` needs besides the app, host, port and workers."""
     options: dict[str, Any] = {
-        "http": f"{__name__}:GuardedH11Protocol",
+        "http": f"{__name__}:GuardedHttpToolsProtocol",
         "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "ws": f"{__name__}:FrameWritingWebSocketProtocol",

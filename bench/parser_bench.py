@@ -1,11 +1,12 @@
-"""What the HTTP parser choice costs: our guarded h11 server against uvicorn on httptools.
+"""What the HTTP parser and our guards cost: our server against plain uvicorn on each parser.
 
     .venv/bin/python -m bench.parser_bench [--seconds 3] [--rounds 3] [--concurrency 16]
 
-The same app on the same database, served twice: `resource-api serve` (h11, with the head
-cap, deadlines and connection cap of app.server) and `uvicorn --http httptools` (no such
-limits). Rounds alternate between them; for each route it prints the medians of req/s and of
-server CPU per request (from /proc), and h11's ratio to httptools.
+The same app on the same database, served three times: `resource-api serve` (httptools, with
+the head cap, deadlines and connection cap of app.server), and `uvicorn --http httptools` and
+`uvicorn --http h11` (no such limits). Rounds alternate between them; for each route it
+prints the medians of req/s and of server CPU per request (from /proc), and ours as a ratio
+to each.
 """
 
 import argparse
@@ -39,9 +40,9 @@ ROUTES = {
 
 
 @contextmanager
-def httptools_server(env: dict[str, str]) -> Iterator[Server]:
+def plain_uvicorn(env: dict[str, str], parser: str) -> Iterator[Server]:
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--http", "httptools"]
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--http", parser]
     process = subprocess.Popen([*command, "--port", str(port), "--log-level", "warning"], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -83,30 +84,36 @@ def main() -> None:
         database_url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{data_dir}/bench.db"
         env = server_env(Path(data_dir), database_url, **UNLIMITED)
         assert run_cli(env, "migrate").returncode == 0
-        with running_server(env) as h11, httptools_server(env) as httptools:
-            headers = register_and_log_in(h11.url, "bench")
+        with (
+            running_server(env) as ours,
+            plain_uvicorn(env, "httptools") as httptools,
+            plain_uvicorn(env, "h11") as h11,
+        ):
+            servers = {"ours": ours, "httptools": httptools, "h11": h11}
+            headers = register_and_log_in(ours.url, "bench")
             seed = [{"name": f"seed {n}"} for n in range(100)]
-            httpx.post(f"{h11.url}/api/v1/resources/bulk", json=seed, headers=headers)
+            httpx.post(f"{ours.url}/api/v1/resources/bulk", json=seed, headers=headers)
             for _ in range(args.rounds):
-                for parser_name, server in (("h11", h11), ("httptools", httptools)):
+                for name, server in servers.items():
                     for route, path in ROUTES.items():
                         result = measure(server, path, args.seconds, args.concurrency)
-                        results.setdefault((route, parser_name), []).append(result)
+                        results.setdefault((route, name), []).append(result)
 
-    print(f"{'route':26} {'parser':10} {'req/s':>8} {'CPU µs/req':>11}")
+    print(f"{'route':26} {'server':16} {'req/s':>8} {'CPU µs/req':>11}")
     for route in ROUTES:
         medians = {}
-        for parser_name in ("h11", "httptools"):
-            runs = results[(route, parser_name)]
-            medians[parser_name] = (
+        for name in servers:
+            runs = results[(route, name)]
+            medians[name] = (
                 statistics.median(r for r, _ in runs),
                 statistics.median(c for _, c in runs),
             )
-            req_s, cpu = medians[parser_name]
-            print(f"{route:26} {parser_name:10} {req_s:8.0f} {cpu:11.0f}")
-        throughput = medians["h11"][0] / medians["httptools"][0]
-        cpu_ratio = medians["h11"][1] / medians["httptools"][1]
-        print(f"{route:26} {'h11 ratio':10} {throughput:8.2f} {cpu_ratio:11.2f}")
+            req_s, cpu = medians[name]
+            print(f"{route:26} {name:16} {req_s:8.0f} {cpu:11.0f}")
+        for plain in ("httptools", "h11"):
+            throughput = medians["ours"][0] / medians[plain][0]
+            cpu_ratio = medians["ours"][1] / medians[plain][1]
+            print(f"{route:26} {'ours ÷ ' + plain:16} {throughput:8.2f} {cpu_ratio:11.2f}")
 
 
 if __name__ == "__main__":

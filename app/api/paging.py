@@ -105,7 +105,8 @@ def set_paging_headers(
     sort: Sort,
 ) -> None:
     # Relative (RFC 8288 allows a URI reference): never built from the client's Host header.
-    path = f"{request.scope.get('root_path', '')}{request.url.path}"
+    # From the scope: `request.url` would parse a whole URL rebuilt from it (~5% of a list).
+    path = f"{request.scope.get('root_path', '')}{request.scope['path']}"
     links = _Links(path, request.query_params.multi_items())
     if by_key:
         rels = _key_links(links.without("skip", "cursor"), limit, page, sort)
