@@ -11,7 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import Server, run_cli, running_server, server_env
+from tests.servers import (
+    Server,
+    open_socket,
+    register_and_log_in,
+    run_cli,
+    running_server,
+    server_env,
+)
 
 MAX_CONNECTIONS = 6
 HEADER_TIMEOUT = 1.0
@@ -178,6 +185,21 @@ def test_at_the_cap_a_new_client_evicts_the_longest_waiting_connection(server: S
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_at_the_cap_an_open_websocket_is_never_the_one_evicted(server: Server) -> None:
+    headers = register_and_log_in(server.url, "evicting")
+    with open_socket(server, headers) as websocket:
+        time.sleep(0.2)  # it has waited longest of all that follow
+        idle = [connect(server) for _ in range(MAX_CONNECTIONS + 1)]
+        try:
+            time.sleep(0.2)
+            websocket.send(json.dumps({"type": "ping"}))
+            assert json.loads(websocket.recv(timeout=5)) == {"type": "pong"}
+            assert closed_by_server(idle[0])  # an idle one went instead
+        finally:
+            for sock in idle:
+                sock.close()
 
 
 def test_at_the_cap_with_every_connection_busy_a_new_one_gets_503(server: Server) -> None:
