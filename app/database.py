@@ -220,17 +220,21 @@ class ConnectionGate:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        acquired = False
-        with DB_CONNECTIONS_WAITING.track_inprogress(), anyio.move_on_after(self.timeout):
-            await self._slots.acquire()
-            acquired = True
-        if not acquired:
-            raise ConnectionsExhausted
+        try:
+            self._slots.acquire_nowait()  # a free slot: no timer, no cancel scope
+        except anyio.WouldBlock:
+            await self._wait_for_slot()
         try:
             with DB_CONNECTIONS_IN_USE.track_inprogress():
                 yield
         finally:
             self._slots.release()
+
+    async def _wait_for_slot(self) -> None:
+        with DB_CONNECTIONS_WAITING.track_inprogress(), anyio.move_on_after(self.timeout):
+            await self._slots.acquire()
+            return
+        raise ConnectionsExhausted
 
     @property
     def in_use(self) -> int:

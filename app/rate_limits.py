@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, Storage
@@ -38,6 +39,7 @@ class Policy:
     def window_name(self, window: RateLimitItem) -> str:
         return f"{self.name}-{window.get_expiry()}s"
 
+    @cached_property  # on every answer: built once
     def header(self) -> str:
         """`RateLimit-Policy`: every window of the policy."""
         return ", ".join(
@@ -59,7 +61,7 @@ class Decision:
             return {}
         name = self.policy.window_name(self.window)
         headers = {
-            "RateLimit-Policy": self.policy.header(),
+            "RateLimit-Policy": self.policy.header,
             "RateLimit": f'"{name}";r={self.remaining};t={self.reset_after}',
         }
         if not self.allowed:

@@ -47,6 +47,14 @@ def parse_frames(data: bytes) -> list[Frame]:
     return frames
 
 
+async def written(writer: RecordingWriter, count: int, within: float = 2.0) -> None:
+    """Until `writer` has had `count` writes (a pass may wait out the last one's pause)."""
+    deadline = time.monotonic() + within
+    while len(writer.writes) < count:
+        assert time.monotonic() < deadline, f"{len(writer.writes)} writes, not {count}"
+        await asyncio.sleep(0.002)
+
+
 def created(resource_id: int, description: str = "") -> Event:
     return Event("resource.created", {"id": resource_id, "description": description})
 
@@ -115,8 +123,8 @@ async def test_after_a_quick_pass_the_next_follows_within_moments() -> None:
     async with broker.subscribe(writer=writer):
         for resource_id in range(1, 4):
             await broker.publish([created(resource_id)])
-            await asyncio.sleep(0.01)
-            assert len(writer.writes) == resource_id
+            await written(writer, resource_id, within=0.5)
+    assert writer.writes == [created(n).frame for n in range(1, 4)]
 
 
 @pytest.mark.asyncio
@@ -137,7 +145,7 @@ async def test_a_subscriber_whose_socket_holds_too_much_is_dropped() -> None:
         await asyncio.wait_for(dropped.overflowed(), 1)
         slow.unsent = 0  # caught up, too late: dropped is dropped
         await broker.publish([created(4)])
-        await asyncio.sleep(0.01)
+        await written(keeping_up, 3)
     assert slow.writes == [created(1).frame]
     assert len(keeping_up.writes) == 3
     assert lost() == lost_before + 2

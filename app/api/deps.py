@@ -77,13 +77,17 @@ class Reader:
     """A read in one thread hop: the request's session is opened (by `get_db`, or whatever a
     test put in its place), used and closed in the same worker thread, where FastAPI would
     take three hops (open, the endpoint, close) and a fourth to check the answer. Each hop
-    costs more than a small query."""
+    costs more than a small query. A connection slot is held for the read alone."""
 
-    def __init__(self, open_session: Callable[[], Generator[Session]]) -> None:
+    def __init__(
+        self, gate: ConnectionGate, open_session: Callable[[], Generator[Session]]
+    ) -> None:
+        self._gate = gate
         self._open_session = open_session
 
     async def run(self, read: Callable[[Session], T]) -> T:
-        return await run_in_threadpool(self._in_thread, read)
+        async with self._gate.slot():
+            return await run_in_threadpool(self._in_thread, read)
 
     def _in_thread(self, read: Callable[[Session], T]) -> T:
         sessions = self._open_session()
@@ -95,11 +99,11 @@ class Reader:
             sessions.close()
 
 
-async def reader(
-    connection: HTTPConnection, _slot: Annotated[None, Depends(connection_slot, scope="function")]
-) -> Reader:
-    """For `async` read routes; the slot is held until the route returns."""
-    return Reader(connection.app.dependency_overrides.get(get_db, get_db))
+@may_answer(503)  # no connection came free in time
+async def reader(connection: HTTPConnection) -> Reader:
+    """For `async` read routes."""
+    gate = connection_gate(connection)
+    return Reader(gate, connection.app.dependency_overrides.get(get_db, get_db))
 
 
 Reads = Annotated[Reader, Depends(reader)]
