@@ -15,6 +15,7 @@ from limits.aio.storage import MemoryStorage
 from app import auth
 from app.models import User
 from app.rate_limits import Policies, Policy, RateLimiter, RateLimits, build_storage
+from app.services import users
 from tests.conftest import PASSWORD, StateSetter
 from tests.servers import free_port, run_cli, running_server, server_env
 
@@ -83,6 +84,29 @@ def test_writes_per_user(
     assert client.delete(created.headers["location"], headers=auth_headers).status_code == 429
     other = client.post("/api/v1/resources", json={"name": "y"}, headers=other_headers)
     assert other.status_code == 201
+
+
+def test_a_write_over_the_limit_is_refused_before_any_query(
+    client: TestClient,
+    set_limits: LimitSetter,
+    auth_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_limits(writes_per_user="1/minute")
+    lookups = []
+    real_lookup = users.holder_of
+    monkeypatch.setattr(
+        users,
+        "holder_of",
+        lambda session, claims: lookups.append(claims) or real_lookup(session, claims),
+    )
+    assert (
+        client.post("/api/v1/resources", json={"name": "x"}, headers=auth_headers).status_code
+        == 201
+    )
+    refused = client.post("/api/v1/resources", json={"name": "x"}, headers=auth_headers)
+    assert_limited(refused, "writes_per_user")
+    assert len(lookups) == 1  # the refused one never asked who holds its token
 
 
 def test_registrations_per_address_refuse_before_hashing(

@@ -12,15 +12,14 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from app import auth
-from app.api.conditional import IfMatch, IfNoneMatch, check_write
 from app.api.openapi import may_answer
 from app.database import ConnectionGate, get_db, reads_only
 from app.errors import DomainError
 from app.events.broker import EventBroker
 from app.metrics import EVENTS_PUBLISHED
-from app.models import Resource, User
+from app.models import User
 from app.schemas import UserCreate
-from app.services import resources, users
+from app.services import users
 from app.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -223,27 +222,3 @@ async def signed_in(session: UngatedSession, gate: Gate, token: BearerToken) -> 
 
 
 SignedIn = Annotated[None, Depends(signed_in)]
-
-
-def _resource_to_write(*, admin_may: bool) -> Callable[..., Resource]:
-    @may_answer(403, 404, 412)
-    def resource_to_write(
-        resource_id: int,
-        user: CurrentUser,
-        session: DbSession,
-        if_match: IfMatch = None,
-        if_none_match: IfNoneMatch = None,
-    ) -> Resource:
-        """The path's resource, loaded once (and locked) and checked for ownership (404, then
-        403), then against the request's preconditions (412): every write's checks in one
-        place."""
-        resource = resources.get_owned(session, resource_id, user, admin_may=admin_may)
-        check_write(resource, if_match, if_none_match)
-        return resource
-
-    return resource_to_write
-
-
-OwnedResource = Annotated[Resource, Depends(_resource_to_write(admin_may=False))]
-# An admin may delete anyone's resource (and change none).
-DeletableResource = Annotated[Resource, Depends(_resource_to_write(admin_may=True))]

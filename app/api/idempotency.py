@@ -4,13 +4,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from app.api.deps import CurrentUser, Work
 from app.api.openapi import may_answer
-from app.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyRecord
+from app.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyRecord, User
 from app.services import idempotency
+from app.unit_of_work import UnitOfWork
 
 REPLAYED = "Idempotent-Replayed"
 
@@ -52,17 +51,29 @@ class Idempotent:
         return answer
 
 
+@dataclass(frozen=True)
+class IdempotencyRequest:
+    """A creating request's key and what it asks for, read on the event loop; `begin` then
+    reserves the key in the write's own transaction."""
+
+    key: str | None = None
+    fingerprint: str = ""
+
+    def begin(self, uow: UnitOfWork, user: User) -> Idempotent:
+        if self.key is None:
+            return Idempotent()
+        outcome = idempotency.reserve(uow, user.id, self.key, self.fingerprint)
+        if isinstance(outcome, idempotency.Answer):
+            return Idempotent(answer=outcome)
+        return Idempotent(reserved=outcome)
+
+
 @may_answer(422)
-async def idempotent(
-    request: Request, user: CurrentUser, uow: Work, key: IdempotencyKey = None
-) -> Idempotent:
+async def idempotency_request(request: Request, key: IdempotencyKey = None) -> IdempotencyRequest:
     if key is None:
-        return Idempotent()
-    fingerprint = idempotency.fingerprint(request.method, request.url.path, await request.body())
-    outcome = await run_in_threadpool(idempotency.reserve, uow, user.id, key, fingerprint)
-    if isinstance(outcome, idempotency.Answer):
-        return Idempotent(answer=outcome)
-    return Idempotent(reserved=outcome)
+        return IdempotencyRequest()
+    body = await request.body()
+    return IdempotencyRequest(key, idempotency.fingerprint(request.method, request.url.path, body))
 
 
-Idempotency = Annotated[Idempotent, Depends(idempotent)]
+Idempotency = Annotated[IdempotencyRequest, Depends(idempotency_request)]

@@ -178,6 +178,13 @@ def authenticate(session: Session, token: str | None) -> tuple[User, auth.Access
     """The active user a token names, and its claims; NotAuthenticated if the token is bad,
     its user gone or inactive, issued before the user's `tokens_valid_after` (another account
     of the same email, a password change, logging out everywhere) or its session ended."""
+    claims = read_claims(token)
+    return holder_of(session, claims), claims
+
+
+def read_claims(token: str | None) -> auth.AccessClaims:
+    """What a token says, checked without the database (its signature, expiry and shape);
+    NotAuthenticated if it is missing or bad. `holder_of` then finds who holds it."""
     if not token:
         raise NotAuthenticated("Not authenticated")
     try:
@@ -186,10 +193,15 @@ def authenticate(session: Session, token: str | None) -> tuple[User, auth.Access
         raise NotAuthenticated(BAD_TOKEN) from None
     if storable_text_problem(claims.subject):
         raise NotAuthenticated(BAD_TOKEN)
+    return claims
+
+
+def holder_of(session: Session, claims: auth.AccessClaims) -> User:
+    """The active user whose valid login `claims` came from, or NotAuthenticated."""
     user = _valid_holder(session, claims.subject, claims.session_id, claims.issued_at)
     if user is None:
         raise NotAuthenticated(BAD_TOKEN)
-    return user, claims
+    return user
 
 
 def _valid_holder(

@@ -7,24 +7,20 @@ from sqlalchemy.orm import Session
 from app.api.conditional import (
     ETAG_HEADER,
     NOT_MODIFIED,
+    IfMatch,
     IfNoneMatch,
+    check_write,
     etag,
     not_modified,
     shown_etag,
 )
-from app.api.deps import (
-    BearerToken,
-    CurrentUser,
-    DeletableResource,
-    OwnedResource,
-    Reads,
-    Work,
-)
+from app.api.deps import BearerToken, Reads
 from app.api.idempotency import Idempotency
 from app.api.openapi import may_answer
 from app.api.paging import CURSOR_PATTERN, Sort, decode_cursor, order_of, set_paging_headers
-from app.api.rate_limiting import ReadLimit, WriteLimit
-from app.models import MAX_ID, NAME_MAX_LENGTH, Resource
+from app.api.rate_limiting import ReadLimit
+from app.api.writes import Writes
+from app.models import MAX_ID, NAME_MAX_LENGTH, Resource, User
 from app.schemas import (
     BULK_MAX_ITEMS,
     RESOURCE,
@@ -35,6 +31,7 @@ from app.schemas import (
     ResourcePatch,
 )
 from app.services import resources, users
+from app.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/resources", tags=["resources"])
 
@@ -68,16 +65,6 @@ def json_answer(body: bytes | None, response: Response, status_code: int = 200) 
     answer = Response(body, status_code=status_code, media_type=media_type)
     answer.headers.update(response.headers)
     return answer
-
-
-def _out(resource: object) -> ResourceOut:
-    return ResourceOut.model_validate(resource)
-
-
-def _tagged(resource: Resource, response: Response) -> ResourceOut:
-    """One resource's answer, with its version as the ETag."""
-    response.headers["ETag"] = etag(resource)
-    return _out(resource)
 
 
 def _with_etag(status_code: int) -> dict[int | str, dict[str, Any]]:
@@ -131,24 +118,26 @@ async def list_resources(
     operation_id="resources-create",
     responses=_with_etag(status.HTTP_201_CREATED),
 )
-def create_resource(
+async def create_resource(
     data: ResourceCreate,
-    user: CurrentUser,
-    _limit: WriteLimit,
-    uow: Work,
-    idempotent: Idempotency,
+    writes: Writes,
+    idempotency: Idempotency,
     request: Request,
     response: Response,
 ) -> Response:
-    if replay := idempotent.replay():
-        return replay
-    created = resources.create(uow, user, data)
-    response.headers["ETag"] = shown_etag(created)
-    # A path, not a URL: nothing in an answer is built from the client's Host header.
-    location = request.app.url_path_for("get_resource", resource_id=created["id"])
-    response.headers["Location"] = f"{request.scope.get('root_path', '')}{location}"
-    answer = json_answer(to_json(created), response, status.HTTP_201_CREATED)
-    return idempotent.remember(answer, "Location", "ETag")
+    def create(uow: UnitOfWork, user: User) -> Response:
+        idempotent = idempotency.begin(uow, user)
+        if replay := idempotent.replay():
+            return replay
+        created = resources.create(uow, user, data)
+        response.headers["ETag"] = shown_etag(created)
+        # A path, not a URL: nothing in an answer is built from the client's Host header.
+        location = request.app.url_path_for("get_resource", resource_id=created["id"])
+        response.headers["Location"] = f"{request.scope.get('root_path', '')}{location}"
+        answer = json_answer(to_json(created), response, status.HTTP_201_CREATED)
+        return idempotent.remember(answer, "Location", "ETag")
+
+    return await writes.run(create)
 
 
 @router.post(
@@ -157,18 +146,20 @@ def create_resource(
     response_model=list[ResourceOut],
     operation_id="resources-create-bulk",
 )
-def create_resources(
+async def create_resources(
     items: Annotated[list[ResourceCreate], Body(min_length=1, max_length=BULK_MAX_ITEMS)],
-    user: CurrentUser,
-    _limit: WriteLimit,
-    uow: Work,
-    idempotent: Idempotency,
+    writes: Writes,
+    idempotency: Idempotency,
     response: Response,
 ) -> Response:
-    if replay := idempotent.replay():
-        return replay
-    created = resources.create_many(uow, user, items)
-    return idempotent.remember(json_answer(to_json(created), response, status.HTTP_201_CREATED))
+    def create_all(uow: UnitOfWork, user: User) -> Response:
+        idempotent = idempotency.begin(uow, user)
+        if replay := idempotent.replay():
+            return replay
+        created = resources.create_many(uow, user, items)
+        return idempotent.remember(json_answer(to_json(created), response, 201))
+
+    return await writes.run(create_all)
 
 
 @router.get(
@@ -196,20 +187,47 @@ async def get_resource(
     return json_answer(body, response)
 
 
+def _to_write(
+    uow: UnitOfWork,
+    user: User,
+    resource_id: int,
+    preconditions: tuple[str | None, str | None],
+    *,
+    admin_may: bool = False,
+) -> Resource:
+    """The path's resource, loaded once (and locked) and checked for ownership (404, then 403),
+    then against the request's preconditions (If-Match, If-None-Match: 412)."""
+    resource = resources.get_owned(uow.session, resource_id, user, admin_may=admin_may)
+    check_write(resource, *preconditions)
+    return resource
+
+
+def _tagged(resource: Resource, response: Response) -> Response:
+    """One resource's answer, with its version as the ETag (built before the commit)."""
+    response.headers["ETag"] = etag(resource)
+    return json_answer(RESOURCE.dump_json(RESOURCE.validate_python(resource)), response)
+
+
 @router.put(
     "/{resource_id:int}",
     response_model=ResourceOut,
     operation_id="resources-replace",
     responses=_with_etag(status.HTTP_200_OK),
 )
-def replace_resource(
+@may_answer(403, 404, 412)
+async def replace_resource(
+    resource_id: int,
     data: ResourceCreate,
-    resource: OwnedResource,
-    _limit: WriteLimit,
-    uow: Work,
+    writes: Writes,
     response: Response,
-) -> ResourceOut:
-    return _tagged(resources.replace(uow, resource, data), response)
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    def replace(uow: UnitOfWork, user: User) -> Response:
+        resource = _to_write(uow, user, resource_id, (if_match, if_none_match))
+        return _tagged(resources.replace(uow, resource, data), response)
+
+    return await writes.run(replace)
 
 
 @router.patch(
@@ -218,19 +236,36 @@ def replace_resource(
     operation_id="resources-update",
     responses=_with_etag(status.HTTP_200_OK),
 )
-def patch_resource(
+@may_answer(403, 404, 412)
+async def patch_resource(
+    resource_id: int,
     data: ResourcePatch,
-    resource: OwnedResource,
-    _limit: WriteLimit,
-    uow: Work,
+    writes: Writes,
     response: Response,
-) -> ResourceOut:
-    return _tagged(resources.update(uow, resource, data.changes()), response)
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    def update(uow: UnitOfWork, user: User) -> Response:
+        resource = _to_write(uow, user, resource_id, (if_match, if_none_match))
+        return _tagged(resources.update(uow, resource, data.changes()), response)
+
+    return await writes.run(update)
 
 
 @router.delete(
     "/{resource_id:int}", status_code=status.HTTP_204_NO_CONTENT, operation_id="resources-delete"
 )
-def delete_resource(resource: DeletableResource, _limit: WriteLimit, uow: Work) -> None:
+@may_answer(403, 404, 412)
+async def delete_resource(
+    resource_id: int,
+    writes: Writes,
+    if_match: IfMatch = None,
+    if_none_match: IfNoneMatch = None,
+) -> None:
     """The owner, or an admin, deletes it."""
-    resources.delete(uow, resource)
+
+    def delete(uow: UnitOfWork, user: User) -> None:
+        preconditions = (if_match, if_none_match)
+        resources.delete(uow, _to_write(uow, user, resource_id, preconditions, admin_may=True))
+
+    await writes.run(delete)
