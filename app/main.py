@@ -30,7 +30,7 @@ from app.middleware import (
     SecurityHeaders,
 )
 from app.rate_limits import RateLimits
-from app.services.external_api import build_http_client
+from app.services.external_api import SharedHttpClient
 from app.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -55,14 +55,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     broker: EventBroker = app.state.broker
     await broker.start()
     _freeze_what_start_up_made()
-    async with build_http_client(settings) as http_client:
-        app.state.http_client = http_client
-        try:
-            yield
-        finally:
-            restore_signals()
-            await broker.stop()
-            forget_this_process()
+    app.state.http_client = http_client = SharedHttpClient(settings)
+    try:
+        yield
+    finally:
+        restore_signals()
+        await http_client.aclose()
+        await broker.stop()
+        forget_this_process()
 
 
 @cache  # once per process: later lifespans (tests run many) would freeze their garbage too

@@ -14,7 +14,12 @@ import respx
 from fastapi.testclient import TestClient
 
 from app.services import external_api
-from app.services.external_api import NOT_CONFIGURED, ExternalClient, ExternalNotFound
+from app.services.external_api import (
+    NOT_CONFIGURED,
+    ExternalClient,
+    ExternalNotFound,
+    SharedHttpClient,
+)
 from app.settings import get_settings
 from tests.problems import assert_problem
 from tests.servers import (
@@ -294,3 +299,14 @@ def test_a_200_mib_reply_over_real_sockets_costs_the_server_no_memory(
     finally:
         upstream.shutdown()
         upstream.server_close()
+
+
+@pytest.mark.asyncio
+async def test_the_shared_http_client_is_one_made_on_first_use_and_closed_at_the_end() -> None:
+    shared = SharedHttpClient(get_settings())
+    first = shared.get()
+    assert shared.get() is first  # pooled: every call shares it
+    await shared.aclose()
+    assert first.is_closed
+    assert not shared.get().is_closed  # a later use (another lifespan) makes a new one
+    await shared.aclose()

@@ -21,6 +21,7 @@ async def external_data(
     """
     # No database connection is held while the service is waited for.
     # Looked up on the module at call time, so that patching the class takes effect.
-    client = external_api.ExternalClient(http=request.app.state.http_client)
+    shared: external_api.SharedHttpClient | None = request.app.state.http_client
+    client = external_api.ExternalClient(http=shared.get() if shared else None)
     data = await external_api.fetch_external_data(client, resource_id)
     return {"resource_id": resource_id, "external_data": data}
