@@ -157,7 +157,8 @@ async def create_resources(
         if replay := idempotent.replay():
             return replay
         created = resources.create_many(uow, user, items)
-        return idempotent.remember(json_answer(to_json(created), response, 201))
+        answer = json_answer(to_json(created), response, status.HTTP_201_CREATED)
+        return idempotent.remember(answer)
 
     return await writes.run(create_all)
 
