@@ -203,11 +203,9 @@ class FrameWritingWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_initiated and not self.close_sent and not self.conn.extensions:
             self.scope["extensions"][FRAME_WRITER_EXTENSION] = {"writer": self}
 
-    def write_frames(self, frames: bytes) -> bool:
-        if self.close_sent or self.disconnected or self.transport.is_closing():
-            return False
-        self.transport.write(frames)
-        return True
+    def write_frames(self, frames: bytes) -> None:
+        if not (self.close_sent or self.disconnected or self.transport.is_closing()):
+            self.transport.write(frames)
 
     def buffered_bytes(self) -> int:
         return self.transport.get_write_buffer_size()

@@ -26,10 +26,9 @@ class RecordingWriter:
         self.unsent = 0
         self.write_seconds = write_seconds
 
-    def write_frames(self, frames: bytes) -> bool:
+    def write_frames(self, frames: bytes) -> None:
         time.sleep(self.write_seconds)  # a slow socket write, on the loop, as the real one is
         self.writes.append(frames)
-        return True
 
     def buffered_bytes(self) -> int:
         return self.unsent

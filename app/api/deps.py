@@ -1,6 +1,7 @@
 """Dependencies shared by the routers: the session, the unit of work, the caller, the resource."""
 
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
@@ -72,37 +73,55 @@ async def gated_session(
 DbSession = Annotated[Session, Depends(gated_session)]
 
 
-class Reader:
-    """A read in one thread hop: the request's session is opened (by `get_db`, or whatever a
-    test put in its place), used and closed in the same worker thread, where FastAPI would
-    take three hops (open, the endpoint, close) and a fourth to check the answer. Each hop
-    costs more than a small query. A connection slot is held for the read alone."""
+SessionOpener = Callable[[], Generator[Session]]
 
-    def __init__(
-        self, gate: ConnectionGate, open_session: Callable[[], Generator[Session]]
-    ) -> None:
+
+def session_opener(connection: HTTPConnection) -> SessionOpener:
+    """`get_db`, or whatever a test put in its place (the seed's tests do)."""
+    opener: SessionOpener = connection.app.dependency_overrides.get(get_db, get_db)
+    return opener
+
+
+class OneHop:
+    """Work on the request's session in one thread hop: the session is opened, used and closed
+    in the same worker thread, where FastAPI's sync dependencies and endpoint would take a hop
+    each (four for a read, seven to nine for a write). Each hop costs more than a small query.
+    A connection slot is held for the hop alone."""
+
+    def __init__(self, gate: ConnectionGate, open_session: SessionOpener) -> None:
         self._gate = gate
         self._open_session = open_session
 
-    async def run(self, read: Callable[[Session], T]) -> T:
+    async def _hop(self, work: Callable[..., T], *args: Any) -> T:
         async with self._gate.slot():
-            return await run_in_threadpool(self._in_thread, read)
+            return await run_in_threadpool(work, *args)
 
-    def _in_thread(self, read: Callable[[Session], T]) -> T:
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """In the worker thread: the request's session, closed on leaving."""
         sessions = self._open_session()
-        session = next(sessions)
-        reads_only(session)
         try:
-            return read(session)
+            yield next(sessions)
         finally:
             sessions.close()
+
+
+class Reader(OneHop):
+    """A read in one thread hop, its answer serialized there too."""
+
+    async def run(self, read: Callable[[Session], T]) -> T:
+        return await self._hop(self._in_thread, read)
+
+    def _in_thread(self, read: Callable[[Session], T]) -> T:
+        with self._session() as session:
+            reads_only(session)
+            return read(session)
 
 
 @may_answer(503)  # no connection came free in time
 async def reader(connection: HTTPConnection) -> Reader:
     """For `async` read routes."""
-    gate = connection_gate(connection)
-    return Reader(gate, connection.app.dependency_overrides.get(get_db, get_db))
+    return Reader(connection_gate(connection), session_opener(connection))
 
 
 Reads = Annotated[Reader, Depends(reader)]

@@ -26,11 +26,11 @@ from fastapi import WebSocket, status
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.events.broker import (
-    SUBSCRIBER_BUFFER_BYTES,
     SUBSCRIBER_QUEUE_SIZE,
     EventBroker,
     Queued,
     Subscription,
+    too_far_behind,
 )
 from app.events.frames import frame_writer, text_frame
 from app.events.types import UPDATES_CHANNEL
@@ -203,7 +203,7 @@ class LiveUpdates:
     async def _say(self, message: dict[str, Any]) -> None:
         if self._writer is None:
             await self._outbox.put(json.dumps(message))
-        elif self._writer.buffered_bytes() > SUBSCRIBER_BUFFER_BYTES:
+        elif too_far_behind(self._writer):
             await self.drop(status.WS_1013_TRY_AGAIN_LATER, "Too far behind; reconnect")
         else:
             self._writer.write_frames(text_frame(json.dumps(message)))

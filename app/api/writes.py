@@ -8,19 +8,24 @@ published on the event loop after the commit. What needs no database comes first
 loop: the token's signature (401) and the caller's write limit (429).
 """
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Response
-from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from app import auth
-from app.api.deps import BearerToken, connection_gate, get_broker
+from app.api.deps import (
+    BearerToken,
+    OneHop,
+    SessionOpener,
+    connection_gate,
+    get_broker,
+    session_opener,
+)
 from app.api.openapi import may_answer
 from app.api.rate_limiting import enforce, rate_limits
-from app.database import ConnectionGate, get_db
+from app.database import ConnectionGate
 from app.events.broker import EventBroker
 from app.events.types import Event
 from app.metrics import EVENTS_PUBLISHED
@@ -31,25 +36,24 @@ from app.unit_of_work import UnitOfWork
 T = TypeVar("T")
 
 
-class Writer:
+class Writer(OneHop):
     """Runs one write for the caller whose token's `claims` it holds (checked already)."""
 
     def __init__(
         self,
         gate: ConnectionGate,
-        open_session: Callable[[], Generator[Session]],
+        open_session: SessionOpener,
         broker: EventBroker,
         claims: auth.AccessClaims,
     ) -> None:
-        self._gate = gate
-        self._open_session = open_session
+        super().__init__(gate, open_session)
         self._broker = broker
         self._claims = claims
 
     async def run(self, work: Callable[[UnitOfWork, User], T]) -> T:
         """`work(uow, caller)`, committed once; its events published after the commit."""
-        async with self._gate.slot():
-            result, events = await run_in_threadpool(self._in_thread, work)
+        outcome: tuple[T, list[Event]] = await self._hop(self._in_thread, work)
+        result, events = outcome
         if events:
             EVENTS_PUBLISHED.inc(len(events))
             await self._broker.publish(events)
@@ -58,16 +62,14 @@ class Writer:
     def _in_thread(self, work: Callable[[UnitOfWork, User], T]) -> tuple[T, list[Event]]:
         """An error (a refusal included: no resource write keeps changes it refuses) rolls
         everything back."""
-        sessions = self._open_session()
-        uow = UnitOfWork(next(sessions))
-        try:
-            result = work(uow, users.holder_of(uow.session, self._claims))
-            return result, uow.commit()
-        except BaseException:
-            uow.rollback()
-            raise
-        finally:
-            sessions.close()
+        with self._session() as session:
+            uow = UnitOfWork(session)
+            try:
+                result = work(uow, users.holder_of(session, self._claims))
+                return result, uow.commit()
+            except BaseException:
+                uow.rollback()
+                raise
 
 
 @may_answer(401, 409, 429, 503)  # 409, 503: the commit (a conflict, or the database gone)
@@ -77,8 +79,8 @@ async def writer(connection: HTTPConnection, token: BearerToken, response: Respo
     if limits is not None:
         # By the token's subject (the user's id in every token we issue): no query first.
         await enforce(limits, limits.policies.writes_per_user, claims.subject, response)
-    open_session = connection.app.dependency_overrides.get(get_db, get_db)
-    return Writer(connection_gate(connection), open_session, get_broker(connection), claims)
+    gate, open_session = connection_gate(connection), session_opener(connection)
+    return Writer(gate, open_session, get_broker(connection), claims)
 
 
 Writes = Annotated[Writer, Depends(writer)]

@@ -34,6 +34,11 @@ FAN_OUT_PAUSE = 5
 Queued = Event | str | None
 
 
+def too_far_behind(writer: FrameWriter) -> bool:
+    """Whether a subscriber's socket holds more unsent than it may (it does not read)."""
+    return writer.buffered_bytes() > SUBSCRIBER_BUFFER_BYTES
+
+
 class SubscriberOverflow(Exception):
     """A subscriber fell too far behind; it must reconnect (and re-read what it missed)."""
 
@@ -70,7 +75,7 @@ class Subscription:
         if self._ended or self._overflowed.is_set():
             return  # dropped: nothing more is kept for it
         if self._writer is not None:
-            if self._writer.buffered_bytes() > SUBSCRIBER_BUFFER_BYTES:
+            if too_far_behind(self._writer):
                 self._overflow(len(events))  # what is buffered may still reach it
             else:
                 self._writer.write_frames(frames)

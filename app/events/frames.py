@@ -16,9 +16,9 @@ _TEXT_FINAL = 0x81  # FIN bit and the text opcode
 
 
 class FrameWriter(Protocol):
-    def write_frames(self, frames: bytes) -> bool:
-        """Write whole, unmasked server frames now, after whatever went before; False (and
-        nothing written) once the connection is closing."""
+    def write_frames(self, frames: bytes) -> None:
+        """Write whole, unmasked server frames now, after whatever went before; nothing once
+        the connection is closing."""
 
     def buffered_bytes(self) -> int:
         """What was written and has not reached the client's socket yet."""
