@@ -18,6 +18,7 @@ from app.api.deps import BearerToken, Reads
 from app.api.idempotency import Idempotency
 from app.api.openapi import may_answer
 from app.api.paging import CURSOR_PATTERN, Sort, decode_cursor, order_of, set_paging_headers
+from app.api.planned import PlannedRoute
 from app.api.rate_limiting import ReadLimit
 from app.api.writes import Writes
 from app.models import MAX_ID, NAME_MAX_LENGTH, Resource, User
@@ -33,7 +34,7 @@ from app.schemas import (
 from app.services import resources, users
 from app.unit_of_work import UnitOfWork
 
-router = APIRouter(prefix="/resources", tags=["resources"])
+router = APIRouter(prefix="/resources", tags=["resources"], route_class=PlannedRoute)
 
 # OFFSET is a signed 64-bit integer on every backend we support.
 MAX_SKIP = 2**63 - 1

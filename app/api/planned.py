@@ -1,0 +1,242 @@
+"""Routes whose dependencies are solved by a plan made once, at start-up.
+
+FastAPI solves a route's dependency tree anew on every request: for each parameter it asks
+again what the annotation is, whether it is a sequence, which aliases it has, and so on. On a
+small read that was a quarter of the server's CPU. `PlannedRoute` does those checks once and
+keeps, for each dependency, only what a request needs: what to call, and where each parameter
+comes from. It plans what it can do exactly as FastAPI does: `async` dependencies (not
+generators, no concurrency limits or security scopes) whose parameters are the request, the
+response, one-valued path, query, header and cookie parameters with plain aliases, or other
+such dependencies; an `async` endpoint that answers a `Response` itself, with no body. Any
+other route is left to FastAPI, as is a request for which a dependency of the route is
+overridden (`app.dependency_overrides`, as tests do). The OpenAPI document is FastAPI's:
+the route's signature is still the one source of what it takes.
+"""
+
+import inspect
+from collections.abc import Callable, Coroutine, Mapping
+from copy import deepcopy
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import params
+from fastapi._compat import field_annotation_is_sequence
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute, _effective_route_context_var
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+# Where each kind of parameter is found on the request.
+_SOURCES = {
+    "path": "path_params",
+    "query": "query_params",
+    "header": "headers",
+    "cookie": "cookies",
+}
+_IMMUTABLE_DEFAULTS = (type(None), bool, int, float, str, bytes, tuple, frozenset)
+
+
+class NotPlannable(Exception):
+    """The route needs something only FastAPI's own solver does."""
+
+
+def _missing(loc: tuple[str, ...]) -> dict[str, Any]:
+    """The error FastAPI gives for a required parameter not sent."""
+    return {"type": "missing", "loc": loc, "msg": "Field required", "input": None}
+
+
+@dataclass(frozen=True, slots=True)
+class _Parameter:
+    """One path, query, header or cookie parameter: where it is found, how it is checked."""
+
+    name: str
+    key: str  # its name in the request
+    source: str  # "path", "query", "header" or "cookie"
+    field: Any  # FastAPI's ModelField: its `validate` is FastAPI's own check
+    default: Any
+    copy_default: bool
+    required: bool
+    validate_default: bool
+
+    @classmethod
+    def of(cls, field: Any) -> "_Parameter":
+        info = field.field_info
+        if not isinstance(info, params.Param) or info.validation_alias is not None:
+            raise NotPlannable(f"{field.name}: an alias FastAPI resolves per request")
+        if _is_sequence(field):
+            raise NotPlannable(f"{field.name}: many values")
+        key = field.alias
+        if isinstance(info, params.Header) and info.convert_underscores and key == field.name:
+            key = key.replace("_", "-")
+        return cls(
+            name=field.name,
+            key=key,
+            source=info.in_.value,
+            field=field,
+            default=field.default,
+            copy_default=not isinstance(field.default, _IMMUTABLE_DEFAULTS),
+            required=info.is_required(),
+            validate_default=bool(info.validate_default),
+        )
+
+    def solve(self, given: Mapping[str, Any], values: dict[str, Any], errors: list[Any]) -> None:
+        loc = (self.source, self.key)
+        value = given.get(self.key)
+        if value is None:
+            if self.required:
+                errors.append(_missing(loc))
+                return
+            value = deepcopy(self.default) if self.copy_default else self.default
+            if not self.validate_default:
+                values[self.name] = value
+                return
+        checked, found = self.field.validate(value, values, loc=loc)
+        if found:
+            errors.extend(found)
+        else:
+            values[self.name] = checked
+
+
+def _is_sequence(field: Any) -> bool:
+    return bool(field_annotation_is_sequence(field.field_info.annotation))
+
+
+def _is_async(call: Any) -> bool:
+    if inspect.isasyncgenfunction(call) or inspect.isgeneratorfunction(call):
+        return False
+    if inspect.iscoroutinefunction(call):
+        return True
+    # An instance whose method is the dependency, like OAuth2PasswordBearer.
+    return not inspect.isfunction(call) and inspect.iscoroutinefunction(type(call).__call__)
+
+
+class _Solving:
+    """One request's solving: its sources, its response, the dependencies already called."""
+
+    __slots__ = ("request", "response", "solved")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.response = Response()
+        del self.response.headers["content-length"]  # as FastAPI's: headers only
+        self.response.status_code = None  # type: ignore[assignment]
+        self.solved: dict[Callable[..., Any], Any] = {}
+
+    def source(self, name: str) -> Mapping[str, Any]:
+        given: Mapping[str, Any] = getattr(self.request, _SOURCES[name])  # parsed once each
+        return given
+
+
+class _Plan:
+    """A dependant solved as FastAPI would: its dependencies in order (each called once per
+    request), then its own parameters; every error collected, none called past one."""
+
+    def __init__(self, dependant: Dependant) -> None:
+        if dependant.call is None or not _is_async(dependant.call):
+            raise NotPlannable(f"{dependant.call!r} is not an async function")
+        if (
+            dependant.body_params
+            or dependant.background_tasks_param_name
+            or dependant.security_scopes_param_name
+            or dependant.websocket_param_name
+            or dependant.concurrency is not None
+        ):
+            raise NotPlannable(f"{dependant.call!r} takes what FastAPI solves per request")
+        self.call = dependant.call
+        self.name = dependant.name
+        self.use_cache = dependant.use_cache
+        self.dependencies = [_Plan(sub) for sub in dependant.dependencies]
+        self.parameters = [
+            _Parameter.of(field)
+            for field in (
+                *dependant.path_params,
+                *dependant.query_params,
+                *dependant.header_params,
+                *dependant.cookie_params,
+            )
+        ]
+        self.request_names = [
+            name
+            for name in (dependant.request_param_name, dependant.http_connection_param_name)
+            if name
+        ]
+        self.response_name = dependant.response_param_name
+
+    def calls(self) -> set[Callable[..., Any]]:
+        found = {self.call}
+        for dependency in self.dependencies:
+            found |= dependency.calls()
+        return found
+
+    async def arguments(self, solving: _Solving, errors: list[Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for dependency in self.dependencies:
+            before = len(errors)
+            if dependency.use_cache and dependency.call in solving.solved:
+                value = solving.solved[dependency.call]
+            else:
+                arguments = await dependency.arguments(solving, errors)
+                if len(errors) > before:
+                    continue
+                value = await dependency.call(**arguments)
+                solving.solved.setdefault(dependency.call, value)
+            if dependency.name is not None:
+                values[dependency.name] = value
+        for parameter in self.parameters:
+            parameter.solve(solving.source(parameter.source), values, errors)
+        for name in self.request_names:
+            values[name] = solving.request
+        if self.response_name:
+            values[self.response_name] = solving.response
+        return values
+
+
+class PlannedRoute(APIRoute):
+    """An `APIRoute` solved by its plan where one can be made (`planned` says whether)."""
+
+    planned: bool = False
+
+    def get_route_handler(self) -> Handler:
+        fastapi_handler = super().get_route_handler()
+        # A route is built once alone and once more where a router includes it: there its
+        # dependant holds the including routers' dependencies, and the app's overrides apply.
+        included = _effective_route_context_var.get()
+        route = included if included is not None and included.original_route is self else self
+        if not _answers_itself(route.dependant.call):
+            return fastapi_handler
+        try:
+            plan = _Plan(route.dependant)
+        except NotPlannable:
+            return fastapi_handler
+        self.planned = True
+        return _planned_handler(plan, route.dependency_overrides_provider, fastapi_handler)
+
+
+def _planned_handler(plan: _Plan, provider: Any, fastapi_handler: Handler) -> Handler:
+    calls = plan.calls()
+
+    async def handle(request: Request) -> Response:
+        overrides = getattr(provider, "dependency_overrides", None)
+        if overrides and not calls.isdisjoint(overrides):
+            return await fastapi_handler(request)
+        errors: list[Any] = []
+        arguments = await plan.arguments(_Solving(request), errors)
+        if errors:
+            raise RequestValidationError(errors)
+        answer = await plan.call(**arguments)
+        if not isinstance(answer, Response):
+            raise TypeError(f"{plan.call!r} answered {answer!r}, not a Response")
+        return answer
+
+    return handle
+
+
+def _answers_itself(endpoint: Callable[..., Any] | None) -> bool:
+    """Its own `Response`, so that nothing of FastAPI's serializing is needed."""
+    if endpoint is None:
+        return False
+    returns = inspect.signature(endpoint).return_annotation
+    return inspect.isclass(returns) and issubclass(returns, Response)
