@@ -4,20 +4,26 @@ dependency overridden for a test hands the request back to FastAPI; so does an o
 is the dependency itself, which is how these tests ask FastAPI for its answer."""
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Annotated, Any
 
 import fastapi.routing
 import pytest
-from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Cookie, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, Field
 
 from app.api.deps import reader
 from app.api.planned import PlannedRoute
 from app.api.routes import resources
+from app.api.writes import writer
 from app.problems import PROBLEM_MEDIA_TYPE
+from app.rate_limits import RateLimits
+from app.settings import get_settings
+from tests.conftest import StateSetter
 
 URL = "/api/v1/resources"
 # What differs between any two answers, whoever solved them.
@@ -46,12 +52,14 @@ def solves(monkeypatch: pytest.MonkeyPatch) -> Solves:
 
 @contextmanager
 def solved_by_fastapi(app: FastAPI) -> Iterator[None]:
-    """Within the block, the planned routes are FastAPI's to solve."""
-    app.dependency_overrides[reader] = reader
+    """Within the block, the planned routes are FastAPI's to solve: each takes one of these."""
+    for dependency in (reader, writer):
+        app.dependency_overrides[dependency] = dependency
     try:
         yield
     finally:
-        del app.dependency_overrides[reader]
+        for dependency in (reader, writer):
+            del app.dependency_overrides[dependency]
 
 
 def comparable(response: Any) -> tuple[int, Any, list[tuple[str, str]]]:
@@ -71,14 +79,9 @@ def both_ways(
         return planned, client.get(path, headers=headers)
 
 
-def test_the_reads_are_planned() -> None:
-    planned = {
-        (route.path, method)
-        for route in resources.router.routes
-        if isinstance(route, PlannedRoute) and route.planned
-        for method in route.methods
-    }
-    assert planned == {("/resources", "GET"), ("/resources/{resource_id:int}", "GET")}
+def test_every_resource_route_is_planned() -> None:
+    routes = resources.router.routes
+    assert all(isinstance(route, PlannedRoute) and route.planned for route in routes)
 
 
 def test_a_planned_read_skips_fastapis_solver(
@@ -182,6 +185,106 @@ def test_one_resource_answers_as_fastapi_would(
     assert comparable(planned) == comparable(solved)
 
 
+# Bodies a client might send, good and bad, under content types good and bad.
+BODIES = st.sampled_from(
+    [b"", b"{", b"null", b"[]", b"{}", b'{"name": ""}', b'{"name": "ok"}', b'[{"name": "ok"}]',
+     b'{"name": "ok", "metadata": []}', b'{"name": "ok", "metadata": {"a": 1}}', b"\xff\xfe",
+     b'{"name": "ok", "description": null}', b'{"name": "\\u0000"}', b'"text"', b"1e999"]
+)  # fmt: skip
+CONTENT_TYPES = st.sampled_from(
+    [None, "", "application/json", "application/json; charset=utf-8", "text/plain",
+     "application/merge-patch+json", "application/x-www-form-urlencoded", "application/"]
+)  # fmt: skip
+WRITES = st.sampled_from(
+    [("POST", ""), ("POST", "/bulk"), ("PUT", "/{id}"), ("PATCH", "/{id}"), ("PATCH", "/0"),
+     ("DELETE", "/{id}"), ("PUT", "/{other}")]
+)  # fmt: skip
+# What two writes of the same request cannot share: the row's identity and times.
+FRESH = {"id", "created_at", "updated_at"}
+
+
+def written(response: Any) -> tuple[int, Any, list[tuple[str, str]]]:
+    status, body, headers = comparable(response)
+    if response.headers.get("content-type") == "application/json":
+        rows = response.json()
+        body = [
+            {key: value for key, value in row.items() if key not in FRESH}
+            for row in (rows if isinstance(rows, list) else [rows])
+        ]
+    return status, body, [(k, v) for k, v in headers if k not in {"etag", "location"}]
+
+
+@pytest.fixture
+def targets(
+    client: TestClient,
+    set_app_state: StateSetter,
+    auth_headers: dict[str, str],
+    other_headers: dict[str, str],
+) -> dict[str, int]:
+    """A resource of the caller's and one of another user's; limits roomy enough for every
+    example to be written (each example's writes are rolled back, its counts are not)."""
+    roomy = {"rate_limit_writes_per_user": "1000000/minute"}
+    set_app_state("rate_limits", RateLimits.from_settings(get_settings().model_copy(update=roomy)))
+    mine = client.post(URL, json={"name": "mine"}, headers=auth_headers)
+    other = client.post(URL, json={"name": "theirs"}, headers=other_headers)
+    return {"id": mine.json()["id"], "other": other.json()["id"]}
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    write=WRITES,
+    body=BODIES,
+    content_type=CONTENT_TYPES,
+    token=st.sampled_from(["mine", "mine", "mine", "other", "none", "bad"]),
+    key=st.sampled_from([None, None, "", "key-1", "bad key"]),
+)
+# Each way a body is read, at least once whatever the draw.
+@example(("POST", ""), b'{"name": "ok"}', "application/json", "mine", "key-1")
+@example(("POST", ""), b"{", "application/json", "mine", None)
+@example(("POST", ""), b"\xff\xfe", "application/json", "mine", None)
+@example(("POST", ""), b'{"name": "ok"}', None, "mine", None)
+@example(("POST", ""), b"", "application/json", "mine", None)
+@example(("PATCH", "/{id}"), b'{"name": "ok"}', "application/merge-patch+json", "mine", None)
+@example(("PUT", "/{id}"), b'{"name": "ok"}', "text/plain", "mine", None)
+@example(("POST", "/bulk"), b'[{"name": "ok"}]', "application/json", "mine", None)
+@example(("DELETE", "/{id}"), b"", None, "mine", None)
+def test_the_writes_answer_as_fastapi_would(
+    client: TestClient,
+    fastapi_app: FastAPI,
+    savepoint: Any,
+    targets: dict[str, int],
+    auth_headers: dict[str, str],
+    other_headers: dict[str, str],
+    write: tuple[str, str],
+    body: bytes,
+    content_type: str | None,
+    token: str,
+    key: str | None,
+) -> None:
+    method, path = write
+    headers = {
+        "mine": auth_headers,
+        "other": other_headers,
+        "none": {},
+        "bad": {"Authorization": "Bearer nope"},
+    }[token].copy()
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    url = URL + path.format(**targets)
+    answers = []
+    for solver in (nullcontext(), solved_by_fastapi(fastapi_app)):
+        with savepoint(), solver:
+            answers.append(client.request(method, url, content=body, headers=headers))
+    planned, solved = answers
+    assert written(planned) == written(solved)
+
+
 # A small app with a route of every shape the plan takes, and of each it leaves to FastAPI.
 shapes = APIRouter(route_class=PlannedRoute)
 
@@ -253,16 +356,39 @@ def not_async() -> Response:
     return Response("plain")
 
 
+class Item(BaseModel):
+    name: str = Field(min_length=2)
+
+
+@shapes.post("/items")
+async def with_a_body(
+    item: Item, size: Annotated[int, Depends(page_size)], response: Response
+) -> Response:
+    return Response(f"{item.name} {size}")
+
+
+@shapes.post("/embedded")
+async def with_an_embedded_body(item: Annotated[Item, Body(embed=True)]) -> Response:
+    return Response(item.name)
+
+
+async def echo_what_was_read(request: Request, exc: Exception) -> Response:
+    """The refusal with the body FastAPI read, so that tests can see it."""
+    assert isinstance(exc, RequestValidationError)
+    return Response(repr((exc.errors(), exc.body)), status_code=422)
+
+
 @pytest.fixture(scope="module")
 def shapes_app() -> FastAPI:
     app = FastAPI()
     app.include_router(shapes, prefix="/api")
+    app.add_exception_handler(RequestValidationError, echo_what_was_read)
     return app
 
 
 def test_what_is_planned_and_what_is_left_to_fastapi() -> None:
     planned = {route.path for route in shapes.routes if getattr(route, "planned", False)}
-    assert planned == {"/shape/{item_id}"}
+    assert planned == {"/shape/{item_id}", "/items"}
 
 
 SHAPE_VALUES = st.sampled_from(["", "0", "1", "2.5", "-3", "60", "abc", "x" * 10])
@@ -298,3 +424,23 @@ def test_every_shape_answers_as_fastapi_would(
         solved.content,
         solved.headers.get("x-noted"),
     )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=BODIES, content_type=CONTENT_TYPES, size=st.sampled_from([None, "2", "0"]))
+@example(b"\x80abc", "application/json", None)  # not UTF-8: FastAPI's 400
+@example(b"{", "application/json", None)
+@example(b'{"name": "ok"}', None, None)
+def test_a_body_is_read_as_fastapi_reads_it(
+    shapes_app: FastAPI, body: bytes, content_type: str | None, size: str | None
+) -> None:
+    path = "/api/items" + ("" if size is None else f"?size={size}")
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    with TestClient(shapes_app) as client:
+        planned = client.post(path, content=body, headers=headers)
+        shapes_app.dependency_overrides[page_size] = page_size
+        try:
+            solved = client.post(path, content=body, headers=headers)
+        finally:
+            del shapes_app.dependency_overrides[page_size]
+    assert (planned.status_code, planned.text) == (solved.status_code, solved.text)

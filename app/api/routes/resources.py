@@ -261,9 +261,10 @@ async def patch_resource(
 async def delete_resource(
     resource_id: int,
     writes: Writes,
+    response: Response,
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
-) -> None:
+) -> Response:
     """The owner, or an admin, deletes it."""
 
     def delete(uow: UnitOfWork, user: User) -> None:
@@ -271,3 +272,4 @@ async def delete_resource(
         resources.delete(uow, _to_write(uow, user, resource_id, preconditions, admin_may=True))
 
     await writes.run(delete)
+    return json_answer(None, response, status.HTTP_204_NO_CONTENT)
