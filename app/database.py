@@ -182,6 +182,24 @@ def _reading(engine: Engine) -> Engine:
     return engine.execution_options(**{READS_ONLY: True})
 
 
+def reads_outside_transactions(session: Session) -> None:
+    """Mark a session, before it begins, as one whose every statement reads on its own: on
+    PostgreSQL, in autocommit. Under READ COMMITTED (the default) each statement of a
+    transaction takes its own snapshot anyway, so a read's BEGIN and ROLLBACK were two round
+    trips of five for nothing. Only for work that never writes; elsewhere as `reads_only`."""
+    bind = session.bind
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        if not session.in_transaction():
+            session.bind = _autocommitting(bind)
+    else:
+        reads_only(session)
+
+
+@lru_cache(maxsize=8)
+def _autocommitting(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 @cache
 def get_engine() -> Engine:
     settings = get_settings()

@@ -15,7 +15,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import database
-from app.database import WriteTurn, build_engine, reads_only, sqlite_write_turn
+from app.database import (
+    WriteTurn,
+    build_engine,
+    reads_only,
+    reads_outside_transactions,
+    sqlite_write_turn,
+)
 from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 CONCURRENT_REQUESTS = 256
@@ -180,3 +186,31 @@ def test_a_failed_begin_gives_the_turn_back(
     with engine.begin() as connection:  # and the next writer gets it
         connection.execute(text("SELECT 1"))
     engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
+    if not scratch_database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's transactions (the suite's PostgreSQL run checks this)")
+    engine = build_engine(scratch_database_url)
+    with db_blocker.unblocked():
+        yield engine
+    engine.dispose()
+
+
+# Inside one transaction, now() is when it began: later statements run after it.
+IN_A_TRANSACTION_BEGUN_EARLIER = text("SELECT now() < statement_timestamp()")
+
+
+@pytest.mark.parametrize(("outside", "shares_a_transaction"), [(True, False), (False, True)])
+def test_a_read_outside_transactions_takes_none_on_postgresql(
+    postgres_engine: Engine, outside: bool, shares_a_transaction: bool
+) -> None:
+    """Reads run each statement on its own (no BEGIN, no ROLLBACK: two round trips fewer);
+    other sessions keep their transaction."""
+    with Session(postgres_engine) as session:
+        if outside:
+            reads_outside_transactions(session)
+        session.execute(text("SELECT 1"))
+        time.sleep(0.01)
+        assert session.scalar(IN_A_TRANSACTION_BEGUN_EARLIER) is shares_a_transaction

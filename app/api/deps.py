@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 
 from app import auth
 from app.api.openapi import may_answer
-from app.database import ConnectionGate, get_db, reads_only
+from app.database import ConnectionGate, get_db, reads_only, reads_outside_transactions
 from app.errors import DomainError
 from app.events.broker import EventBroker
 from app.metrics import EVENTS_PUBLISHED
@@ -114,7 +114,7 @@ class Reader(OneHop):
 
     def _in_thread(self, read: Callable[[Session], T]) -> T:
         with self._session() as session:
-            reads_only(session)
+            reads_outside_transactions(session)
             return read(session)
 
 
