@@ -3,9 +3,10 @@
 import hashlib
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import jwt
@@ -93,13 +94,28 @@ class AccessClaims:
 def read_access_token(token: str) -> AccessClaims:
     """What a valid token says, or InvalidToken."""
     settings = get_settings()
+    claims = _verified(token, settings.signing_key, settings.token_audience, settings.token_issuer)
+    # The one check that changes with time (`iat` and `nbf` once past stay past).
+    if claims.expires_at.timestamp() <= time.time():
+        raise InvalidToken("Signature has expired")
+    return claims
+
+
+# Clients send the same token with every request: its signature and claims are checked once,
+# its expiry every time. Only a token that passed is remembered, so a flood of bad tokens is
+# checked in full each time, as before; what its holder may do is asked of the database.
+TOKENS_REMEMBERED = 1024
+
+
+@lru_cache(maxsize=TOKENS_REMEMBERED)
+def _verified(token: str, key: str, audience: str, issuer: str) -> AccessClaims:
     try:
         claims = jwt.decode(
             token,
-            settings.signing_key,
+            key,
             algorithms=[ALGORITHM],
-            audience=settings.token_audience,
-            issuer=settings.token_issuer,
+            audience=audience,
+            issuer=issuer,
             options={"require": REQUIRED_CLAIMS},
         )
     except jwt.PyJWTError as exc:

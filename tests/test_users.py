@@ -1,4 +1,6 @@
 from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import jwt
 import pytest
@@ -264,3 +266,59 @@ def test_tokens_carry_every_claim_that_is_checked(user: User) -> None:
         create_access_token(data={"sub": user.email}), options={"verify_signature": False}
     )
     assert again["jti"] != claims["jti"]
+
+
+class Decodes:
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> Decodes:
+    seen = Decodes()
+    decode = jwt.decode
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        seen.count += 1
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    auth._verified.cache_clear()
+    return seen
+
+
+def test_a_token_is_verified_once_and_its_expiry_checked_every_time(
+    user: User, decodes: Decodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = create_access_token(data={"sub": user.email}, expires_delta=timedelta(minutes=1))
+    first = auth.read_access_token(token)
+    assert auth.read_access_token(token) == first
+    assert decodes.count == 1
+    expiry = first.expires_at.timestamp()
+    monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: expiry - 0.5))
+    assert auth.read_access_token(token) == first
+    monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: expiry))
+    with pytest.raises(auth.InvalidToken):
+        auth.read_access_token(token)
+    assert decodes.count == 1
+
+
+def test_a_bad_token_is_checked_in_full_every_time(user: User, decodes: Decodes) -> None:
+    valid = create_access_token(data={"sub": user.email})
+    claims = jwt.decode(valid, options={"verify_signature": False})
+    decodes.count = 0
+    for bad in (_token(claims, key="k" * 48), _token({**claims, "aud": "another-service"})):
+        for _ in range(2):
+            with pytest.raises(auth.InvalidToken):
+                auth.read_access_token(bad)
+    assert decodes.count == 4
+
+
+def test_a_remembered_token_is_refused_once_the_settings_change(
+    user: User, decodes: Decodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = create_access_token(data={"sub": user.email})
+    auth.read_access_token(token)
+    monkeypatch.setattr(get_settings(), "token_audience", "another-service")
+    with pytest.raises(auth.InvalidToken):
+        auth.read_access_token(token)
