@@ -87,8 +87,11 @@ def page(
     than asked says whether more follow; the total is counted only when asked (its cost grows
     with the table)."""
     repository = ResourceRepository(session)
-    rows = repository.page(limit + 1, skip, after, where, order)
-    total = repository.count(where) if count else None
+    total: int | None = None
+    if count:
+        rows, total = repository.counted_page(limit + 1, skip, after, where, order)
+    else:
+        rows = repository.page(limit + 1, skip, after, where, order)
     return Page(rows[:limit], len(rows) > limit, total)
 
 
