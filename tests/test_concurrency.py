@@ -2,11 +2,16 @@
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 import pytest
 from pytest_fastapi_db.blocker import DatabaseBlocker
@@ -15,7 +20,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import database
+from app.api.deps import Reader
 from app.database import (
+    ConnectionGate,
     WriteTurn,
     build_engine,
     reads_only,
@@ -214,3 +221,41 @@ def test_a_read_outside_transactions_takes_none_on_postgresql(
         session.execute(text("SELECT 1"))
         time.sleep(0.01)
         assert session.scalar(IN_A_TRANSACTION_BEGUN_EARLIER) is shares_a_transaction
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_read_keeps_its_slot_until_its_thread_is_done() -> None:
+    """The thread goes on using its connection: giving the slot back before it ends would let
+    one more session in than there are connections (and the pool would block a thread)."""
+    gate = ConnectionGate(capacity=1, timeout=5)
+    started, release = threading.Event(), threading.Event()
+
+    def no_database() -> Iterator[Any]:
+        yield SimpleNamespace(bind=None)  # a session on nothing: the read never asks it
+
+    def read(_session: Any) -> str:
+        started.set()
+        release.wait(10)
+        return "done"
+
+    reader = Reader(gate, no_database)
+    outcome: list[str] = []
+    timeout = anyio.CancelScope()
+
+    async def request() -> None:
+        with timeout:
+            outcome.append(await reader.run(read))
+
+    try:
+        async with anyio.create_task_group() as requests:
+            requests.start_soon(request)
+            assert await anyio.to_thread.run_sync(started.wait, 10)
+            timeout.cancel()  # as a deadline would
+            await anyio.sleep(0.05)
+            assert gate.in_use == 1
+            release.set()
+        assert outcome == ["done"]  # its thread's answer, which the cancelled request waited for
+        assert gate.in_use == 0
+        assert await reader.run(lambda _session: "next") == "next"
+    finally:
+        release.set()
