@@ -7,10 +7,11 @@ keeps, for each dependency, only what a request needs: what to call, and where e
 comes from. It plans what it can do exactly as FastAPI does: `async` dependencies (not
 generators, no concurrency limits or security scopes) whose parameters are the request, the
 response, one-valued path, query, header and cookie parameters with plain aliases, or other
-such dependencies; an `async` endpoint that answers a `Response` itself, with no body. Any
-other route is left to FastAPI, as is a request for which a dependency of the route is
-overridden (`app.dependency_overrides`, as tests do). The OpenAPI document is FastAPI's:
-the route's signature is still the one source of what it takes.
+such dependencies; an `async` endpoint that answers a `Response` itself and takes at most
+one body, JSON, read as FastAPI reads it. Any other route is left to FastAPI, as is a
+request for which a dependency of the route is overridden (`app.dependency_overrides`, as
+tests do) or FastAPI's own body limit is set. The OpenAPI document is FastAPI's: the
+route's signature is still the one source of what it takes.
 """
 
 import email.message
