@@ -117,26 +117,30 @@ class ResourceRepository:
         after: tuple[Any, int] | None = None,
         where: "ResourceFilter | None" = None,
         order: "ResourceOrder | None" = None,
-    ) -> Sequence[Resource]:
+        *,
+        count: bool = False,
+    ) -> tuple[Sequence[Resource], int | None]:
         """`limit` resources in `order` (by a key, then id), past the place `after` (the last
         shown: its key and id, found in the key's index: as cheap a million rows deep as on
-        the first page) and then `skip` more (which the database walks past one by one)."""
-        return self.session.scalars(_page_query(limit, skip, after, where, order)).all()
-
-    def counted_page(
-        self,
-        limit: int,
-        skip: int = 0,
-        after: tuple[Any, int] | None = None,
-        where: "ResourceFilter | None" = None,
-        order: "ResourceOrder | None" = None,
-    ) -> tuple[Sequence[Resource], int]:
-        """`page`, and how many `where` picks in all, in one round trip: the count rides on
-        every row (the database computes it once). A page past the end has no row to carry
-        it, and is counted apart."""
+        the first page) and then `skip` more (which the database walks past one by one); and,
+        with `count`, how many `where` picks in all, in the same round trip: the count rides
+        on every row (the database computes it once). A page past the end has no row to
+        carry it, and is counted apart."""
+        order = order or ResourceOrder()
+        key = ORDER_KEYS[order.key]
+        by_id = key is Resource.id  # ids are unique: no tie to break, one column
+        columns = (Resource.id,) if by_id else (key, Resource.id)
+        ends = [column.desc() if order.descending else column for column in columns]
+        query = (where or ResourceFilter()).applied(select(Resource)).order_by(*ends)
+        if after is not None:
+            place: Any = Resource.id if by_id else tuple_(*columns)
+            mark: Any = after[1] if by_id else tuple_(*after)
+            query = query.where(place < mark if order.descending else place > mark)
+        query = query.offset(skip).limit(limit)
+        if not count:
+            return self.session.scalars(query).all(), None
         total = _count_query(where).scalar_subquery()
-        query = _page_query(limit, skip, after, where, order).add_columns(total)
-        rows = self.session.execute(query).all()
+        rows = self.session.execute(query.add_columns(total)).all()
         if rows:
             return [row[0] for row in rows], rows[0][1]
         return [], self.count(where) if skip or after is not None else 0
@@ -173,26 +177,6 @@ class ResourceFilter:
         if self.name_contains is not None:
             query = query.where(Resource.name.icontains(self.name_contains, autoescape=True))
         return query
-
-
-def _page_query(
-    limit: int,
-    skip: int,
-    after: tuple[Any, int] | None,
-    where: ResourceFilter | None,
-    order: ResourceOrder | None,
-) -> Select[Resource]:
-    order = order or ResourceOrder()
-    key = ORDER_KEYS[order.key]
-    by_id = key is Resource.id  # ids are unique: no tie to break, one column
-    columns = (Resource.id,) if by_id else (key, Resource.id)
-    ends = [column.desc() if order.descending else column for column in columns]
-    query = (where or ResourceFilter()).applied(select(Resource)).order_by(*ends)
-    if after is not None:
-        place: Any = Resource.id if by_id else tuple_(*columns)
-        mark: Any = after[1] if by_id else tuple_(*after)
-        query = query.where(place < mark if order.descending else place > mark)
-    return query.offset(skip).limit(limit)
 
 
 def _count_query(where: ResourceFilter | None) -> Select[int]:

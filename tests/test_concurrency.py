@@ -123,14 +123,20 @@ def test_on_a_sqlite_file_reads_go_on_while_a_writer_holds_the_lock(
         writer.close()
 
 
-@pytest.fixture
-def sqlite_file_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
-    if not scratch_database_url.startswith("sqlite"):
-        pytest.skip("SQLite's write lock (PostgreSQL has no such turn)")
-    engine = build_engine(scratch_database_url)
-    with db_blocker.unblocked():
+def _scratch_engine(url: str, blocker: DatabaseBlocker, backend: str, why: str) -> Iterator[Engine]:
+    """An engine on the scratch database, for a test that only `backend` can run."""
+    if not url.startswith(backend):
+        pytest.skip(why)
+    engine = build_engine(url)
+    with blocker.unblocked():
         yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def sqlite_file_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
+    why = "SQLite's write lock (PostgreSQL has no such turn)"
+    yield from _scratch_engine(scratch_database_url, db_blocker, "sqlite", why)
 
 
 def _turn(engine: Engine) -> WriteTurn:
@@ -197,12 +203,8 @@ def test_a_failed_begin_gives_the_turn_back(
 
 @pytest.fixture
 def postgres_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
-    if not scratch_database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's transactions (the suite's PostgreSQL run checks this)")
-    engine = build_engine(scratch_database_url)
-    with db_blocker.unblocked():
-        yield engine
-    engine.dispose()
+    why = "PostgreSQL's transactions (the suite's PostgreSQL run checks this)"
+    yield from _scratch_engine(scratch_database_url, db_blocker, "postgresql", why)
 
 
 # Inside one transaction, now() is when it began: later statements run after it.

@@ -82,7 +82,7 @@ class _Field:
             or config.get("validate_by_name", config.get("populate_by_name", False))
         ):
             raise NotPlannable(f"{field.name}: an alias FastAPI chooses per request")
-        if _is_sequence(field):
+        if field_annotation_is_sequence(info.annotation):
             raise NotPlannable(f"{field.name}: many values")
         return cls._of(field, info.in_.value, key, (info.in_.value, key))
 
@@ -123,10 +123,6 @@ class _Field:
             errors.extend(found)
         else:
             values[self.name] = checked
-
-
-def _is_sequence(field: Any) -> bool:
-    return bool(field_annotation_is_sequence(field.field_info.annotation))
 
 
 def _is_async(call: Any) -> bool:

@@ -86,12 +86,9 @@ def page(
     `after` (a key and an id; by key: as cheap at any depth), then `skip` more. One row more
     than asked says whether more follow; the total is counted only when asked (its cost grows
     with the table)."""
-    repository = ResourceRepository(session)
-    total: int | None = None
-    if count:
-        rows, total = repository.counted_page(limit + 1, skip, after, where, order)
-    else:
-        rows = repository.page(limit + 1, skip, after, where, order)
+    rows, total = ResourceRepository(session).page(
+        limit + 1, skip, after, where, order, count=count
+    )
     return Page(rows[:limit], len(rows) > limit, total)
 
 
