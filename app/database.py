@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from app.connection_liveness import SOCKET_DRIVERS, check_sockets_on_checkout
 from app.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_WAITING
 from app.settings import get_settings
 
@@ -106,7 +107,11 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     kwargs.setdefault("json_serializer", json_text)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        if parsed.get_driver_name() not in SOCKET_DRIVERS:
+            return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, **kwargs)
+        check_sockets_on_checkout(engine)
+        return engine
     for pool_option in ("pool_size", "max_overflow", "pool_timeout"):
         kwargs.pop(pool_option, None)  # SQLite's pools are not sized
     in_memory = parsed.database in (None, "", ":memory:")

@@ -30,8 +30,10 @@ import pytest
 import respx
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from pytest_fastapi_db.databases import fresh_postgres_database
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from app.database import build_engine
 from app.models import User
 from app.settings import get_settings
 from tests.factories import PASSWORD
@@ -67,6 +69,22 @@ def scratch_database_url(tmp_path: Path, worker_id: str, db_blocker: DatabaseBlo
             url = fresh_postgres_database(url, f"{url.database}_scratch_{worker_id}")
         return url.render_as_string(hide_password=False)
     return f"sqlite:///{tmp_path}/scratch.db"
+
+
+def scratch_engine(url: str, blocker: DatabaseBlocker, backend: str, why: str) -> Iterator[Engine]:
+    """The app's kind of engine on the scratch database, for a test only `backend` can run."""
+    if not url.startswith(backend):
+        pytest.skip(why)
+    engine = build_engine(url)
+    with blocker.unblocked():
+        yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
+    why = "PostgreSQL's own behaviour (the suite's PostgreSQL run checks this)"
+    yield from scratch_engine(scratch_database_url, db_blocker, "postgresql", why)
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from app.database import (
     reads_outside_transactions,
     sqlite_write_turn,
 )
+from tests.conftest import scratch_engine
 from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 CONCURRENT_REQUESTS = 256
@@ -123,20 +124,10 @@ def test_on_a_sqlite_file_reads_go_on_while_a_writer_holds_the_lock(
         writer.close()
 
 
-def _scratch_engine(url: str, blocker: DatabaseBlocker, backend: str, why: str) -> Iterator[Engine]:
-    """An engine on the scratch database, for a test that only `backend` can run."""
-    if not url.startswith(backend):
-        pytest.skip(why)
-    engine = build_engine(url)
-    with blocker.unblocked():
-        yield engine
-    engine.dispose()
-
-
 @pytest.fixture
 def sqlite_file_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
     why = "SQLite's write lock (PostgreSQL has no such turn)"
-    yield from _scratch_engine(scratch_database_url, db_blocker, "sqlite", why)
+    yield from scratch_engine(scratch_database_url, db_blocker, "sqlite", why)
 
 
 def _turn(engine: Engine) -> WriteTurn:
@@ -199,12 +190,6 @@ def test_a_failed_begin_gives_the_turn_back(
     with engine.begin() as connection:  # and the next writer gets it
         connection.execute(text("SELECT 1"))
     engine.dispose()
-
-
-@pytest.fixture
-def postgres_engine(scratch_database_url: str, db_blocker: DatabaseBlocker) -> Iterator[Engine]:
-    why = "PostgreSQL's transactions (the suite's PostgreSQL run checks this)"
-    yield from _scratch_engine(scratch_database_url, db_blocker, "postgresql", why)
 
 
 # Inside one transaction, now() is when it began: later statements run after it.
