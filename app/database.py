@@ -5,14 +5,12 @@ Building it lazily lets tests (and the CLI) settle the settings before any conne
 
 import threading
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pydantic_core
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
@@ -21,7 +19,6 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from app.connection_liveness import SOCKET_DRIVERS, check_sockets_on_checkout
-from app.metrics import DB_CONNECTIONS_IN_USE, DB_CONNECTIONS_WAITING
 from app.settings import get_settings
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -226,46 +223,6 @@ def get_db() -> Iterator[Session]:
     """One session per request. It never commits: the request's unit of work does."""
     with get_session_factory()() as session:
         yield session
-
-
-class ConnectionGate:
-    """Admits at most `capacity` sessions at once; the rest wait on the event loop.
-
-    Waiting here, rather than in the pool, is what prevents the classic sync-session deadlock:
-    requests blocked inside `pool.connect()` hold worker threads, and the requests that do hold
-    connections then find no thread to finish on and give them back.
-    """
-
-    def __init__(self, capacity: int, timeout: float) -> None:
-        self.capacity = capacity
-        self.timeout = timeout
-        self._slots = anyio.Semaphore(capacity)
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        try:
-            self._slots.acquire_nowait()  # a free slot: no timer, no cancel scope
-        except anyio.WouldBlock:
-            await self._wait_for_slot()
-        try:
-            with DB_CONNECTIONS_IN_USE.track_inprogress():
-                yield
-        finally:
-            self._slots.release()
-
-    async def _wait_for_slot(self) -> None:
-        with DB_CONNECTIONS_WAITING.track_inprogress(), anyio.move_on_after(self.timeout):
-            await self._slots.acquire()
-            return
-        raise ConnectionsExhausted
-
-    @property
-    def in_use(self) -> int:
-        return self.capacity - self._slots.value
-
-
-class ConnectionsExhausted(Exception):
-    """No connection came free within the pool timeout."""
 
 
 def utcnow() -> datetime:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.database import ConnectionsExhausted
+from app.connection_gate import ConnectionsExhausted
 from app.middleware import API_SECURITY_HEADERS
 from app.problems import plain_message, problem_response
 

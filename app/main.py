@@ -14,7 +14,7 @@ from app.api.docs import DOCS_PAGES, install_docs
 from app.api.live_updates import LiveConnections
 from app.api.openapi import document_problems
 from app.api.routes import auth, external, health, metrics, resources, summary, updates, users
-from app.database import ConnectionGate
+from app.connection_gate import ConnectionGate
 from app.errors import install_error_handlers
 from app.events.broker import EventBroker, build_broker
 from app.graceful import chain_before_exit
@@ -41,7 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     # Sized together with the connection gate (see ConnectionGate): threads > connections.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.thread_pool_size
-    app.state.connection_gate = ConnectionGate(
+    app.state.connection_gate = gate = ConnectionGate(
         settings.db_connection_capacity, settings.db_pool_timeout
     )
     app.state.password_hashing = anyio.CapacityLimiter(settings.hash_concurrency)
@@ -62,6 +62,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         restore_signals()
         await http_client.aclose()
         await broker.stop()
+        gate.close()
         forget_this_process()
 
 

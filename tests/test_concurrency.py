@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from app import database
 from app.api.deps import Reader
+from app.connection_gate import ConnectionGate
 from app.database import (
-    ConnectionGate,
     WriteTurn,
     build_engine,
     reads_only,
@@ -211,9 +211,12 @@ def test_a_read_outside_transactions_takes_none_on_postgresql(
 
 
 @pytest.mark.asyncio
-async def test_a_cancelled_read_keeps_its_slot_until_its_thread_is_done() -> None:
+@pytest.mark.parametrize("cancelled_by", ["a deadline", "a server's forced shutdown"])
+async def test_a_cancelled_read_keeps_its_slot_until_its_thread_is_done(cancelled_by: str) -> None:
     """The thread goes on using its connection: giving the slot back before it ends would let
-    one more session in than there are connections (and the pool would block a thread)."""
+    one more session in than there are connections (and the pool would block a thread). A
+    deadline (anyio) cancels the task again at each await until it leaves the scope; a
+    server's forced shutdown cancels it once (`Task.cancel`)."""
     gate = ConnectionGate(capacity=1, timeout=5)
     started, release = threading.Event(), threading.Event()
 
@@ -227,22 +230,26 @@ async def test_a_cancelled_read_keeps_its_slot_until_its_thread_is_done() -> Non
 
     reader = Reader(gate, no_database)
     outcome: list[str] = []
-    timeout = anyio.CancelScope()
+    deadline = anyio.CancelScope()
 
     async def request() -> None:
-        with timeout:
+        with deadline:
             outcome.append(await reader.run(read))
 
+    task = asyncio.ensure_future(request())
     try:
-        async with anyio.create_task_group() as requests:
-            requests.start_soon(request)
-            assert await anyio.to_thread.run_sync(started.wait, 10)
-            timeout.cancel()  # as a deadline would
-            await anyio.sleep(0.05)
-            assert gate.in_use == 1
-            release.set()
+        assert await anyio.to_thread.run_sync(started.wait, 10)
+        if cancelled_by == "a deadline":
+            deadline.cancel()
+        else:
+            task.cancel()
+        await asyncio.sleep(0.05)
+        assert gate.in_use == 1
+        release.set()
+        await asyncio.wait_for(task, 10)
         assert outcome == ["done"]  # its thread's answer, which the cancelled request waited for
         assert gate.in_use == 0
         assert await reader.run(lambda _session: "next") == "next"
     finally:
         release.set()
+        gate.close()

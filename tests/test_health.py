@@ -7,7 +7,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import migrations
-from app.database import ConnectionGate, ConnectionsExhausted
+from app.connection_gate import ConnectionGate, ConnectionsExhausted
 from tests.conftest import StateSetter
 from tests.problems import assert_problem
 

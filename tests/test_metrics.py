@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from app.database import ConnectionGate, ConnectionsExhausted
+from app.connection_gate import ConnectionGate, ConnectionsExhausted
 from app.events.broker import InProcessBroker
 from app.events.types import Event
 from app.main import create_app

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import auth
-from app.database import ConnectionGate
+from app.connection_gate import ConnectionGate
 from app.models import User
 from tests.conftest import PASSWORD, StateSetter
 

@@ -5,6 +5,7 @@ takes four or five, and fails here."""
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio.to_thread
@@ -18,7 +19,8 @@ URL = "/api/v1/resources"
 
 
 class Hops:
-    """Every call into the thread pool, and the threads that did the work of a write."""
+    """Every hop into a thread (anyio's pool, or the connection gate's own threads), and the
+    threads that did the work of a write."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -41,7 +43,14 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Hops:
 
         return noted
 
+    submit = ThreadPoolExecutor.submit
+
+    def submitted(executor: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        seen.count += 1
+        return submit(executor, *args, **kwargs)
+
     monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submitted)
     monkeypatch.setattr(users, "holder_of", noting("caller", users.holder_of))
     monkeypatch.setattr(UnitOfWork, "commit", noting("commit", UnitOfWork.commit))
     return seen

@@ -14,7 +14,8 @@ from starlette.requests import HTTPConnection
 
 from app import auth
 from app.api.openapi import may_answer
-from app.database import ConnectionGate, get_db, reads_only, reads_outside_transactions
+from app.connection_gate import ConnectionGate
+from app.database import get_db, reads_only, reads_outside_transactions
 from app.errors import DomainError
 from app.events.broker import EventBroker
 from app.metrics import EVENTS_PUBLISHED
@@ -93,8 +94,7 @@ class OneHop:
         self._open_session = open_session
 
     async def _hop(self, work: Callable[..., T], *args: Any) -> T:
-        async with self._gate.slot():
-            return await run_in_threadpool(work, *args)
+        return await self._gate.run(work, *args)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

@@ -25,7 +25,7 @@ from app.api.deps import (
 )
 from app.api.openapi import may_answer
 from app.api.rate_limiting import enforce, rate_limits
-from app.database import ConnectionGate
+from app.connection_gate import ConnectionGate
 from app.events.broker import EventBroker
 from app.events.types import Event
 from app.metrics import EVENTS_PUBLISHED

@@ -3,7 +3,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.api.deps import Broker, Gate, UngatedSession, run_with_connection
 from app.api.live_updates import LiveConnections, LiveLimits
-from app.database import ConnectionsExhausted
+from app.connection_gate import ConnectionsExhausted
 from app.errors import DATABASE_BUSY, NotAuthenticated
 from app.services import users
 
