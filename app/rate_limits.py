@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.storage import Storage
 from limits.storage import storage_from_string
 
+from app.rate_windows import LocalWindows, StoredWindows, WindowCounter
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -69,21 +69,21 @@ class Decision:
         return headers
 
 
-def build_storage(url: str, key_prefix: str) -> Storage:
+def build_counter(url: str, key_prefix: str) -> WindowCounter:
     """In process for an empty URL, else `redis://…` (or any `limits` storage URL)."""
     if not url:
-        return MemoryStorage()
+        return LocalWindows()
     if url.startswith(("redis://", "rediss://")):
         url = f"async+{url}"
     storage = storage_from_string(url, implementation="redispy", key_prefix=key_prefix)
     if not isinstance(storage, Storage):
         raise ValueError(f"RATE_LIMIT_STORAGE_URL must name an async storage, not {url!r}")
-    return storage
+    return StoredWindows(storage)
 
 
 class RateLimiter:
-    def __init__(self, storage: Storage) -> None:
-        self._limiter = SlidingWindowCounterRateLimiter(storage)
+    def __init__(self, counter: WindowCounter) -> None:
+        self._counter = counter
 
     async def hit(self, policy: Policy, key: str) -> Decision:
         """Count one request against every window; refused if any window is used up."""
@@ -96,7 +96,7 @@ class RateLimiter:
     async def clear(self, policy: Policy, key: str) -> None:
         try:
             for window in policy.windows:
-                await self._limiter.clear(window, policy.name, key)
+                await self._counter.clear(window, policy.name, key)
         except Exception as exc:  # any store failure: fail open
             logger.warning("rate limit store unavailable: %s", exc)
 
@@ -104,31 +104,23 @@ class RateLimiter:
         if not policy.windows:
             return Decision(policy, allowed=True)
         try:
-            allowed = True
-            for window in policy.windows:
-                if consume:
-                    allowed = await self._limiter.hit(window, policy.name, key) and allowed
-                else:
-                    allowed = await self._limiter.test(window, policy.name, key) and allowed
-            return await self._tightest(policy, key, allowed)
+            counts = [
+                (window, await self._counter.count(window, policy.name, key, consume=consume))
+                for window in policy.windows
+            ]
         except Exception as exc:  # any store failure: fail open
             logger.warning("rate limit store unavailable, letting the request through: %s", exc)
             return Decision(policy, allowed=True)
-
-    async def _tightest(self, policy: Policy, key: str, allowed: bool) -> Decision:
+        allowed = all(count.allowed for _, count in counts)
         now = time.time()
-        tightest: Decision | None = None
-        for window in policy.windows:
-            reset_at, remaining = await self._limiter.get_window_stats(window, policy.name, key)
-            reset_after = max(math.ceil(reset_at - now), 0)
-            decision = Decision(policy, allowed, window, remaining, reset_after)
-            if tightest is None or (remaining, -reset_after) < (
-                tightest.remaining,
-                -tightest.reset_after,
-            ):
-                tightest = decision
-        assert tightest is not None
-        return tightest
+        decisions = [
+            Decision(
+                policy, allowed, window, count.remaining, max(math.ceil(count.reset_at - now), 0)
+            )
+            for window, count in counts
+        ]
+        # The tightest window: the fewest remaining, then the longest to wait.
+        return min(decisions, key=lambda decision: (decision.remaining, -decision.reset_after))
 
 
 @dataclass(frozen=True)
@@ -172,5 +164,5 @@ class RateLimits:
     def from_settings(cls, settings: Settings) -> "RateLimits | None":
         if not settings.rate_limits_enabled:
             return None
-        storage = build_storage(storage_url(settings), settings.rate_limit_key_prefix)
-        return cls(RateLimiter(storage), Policies.from_settings(settings))
+        counter = build_counter(storage_url(settings), settings.rate_limit_key_prefix)
+        return cls(RateLimiter(counter), Policies.from_settings(settings))

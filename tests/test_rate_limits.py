@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from limits.aio.storage import MemoryStorage
 
 from app import auth
 from app.models import User
-from app.rate_limits import Policies, Policy, RateLimiter, RateLimits, build_storage
+from app.rate_limits import Policies, Policy, RateLimiter, RateLimits, build_counter
+from app.rate_windows import LocalWindows
 from app.services import users
 from tests.conftest import PASSWORD, StateSetter
 from tests.servers import free_port, run_cli, running_server, server_env
@@ -27,14 +27,14 @@ LimitSetter = Callable[..., None]
 def set_limits(client: TestClient, set_app_state: StateSetter) -> LimitSetter:
     """Replace the running app's limits: the named policies as given, the rest unlimited."""
 
-    def set_policies(storage: Any = None, **notations: str) -> None:
+    def set_policies(counter: Any = None, **notations: str) -> None:
         policies = Policies(
             **{
                 field: Policy.parse(field, notations[field]) if field in notations else UNLIMITED
                 for field in Policies.__dataclass_fields__
             }
         )
-        limiter = RateLimiter(storage or MemoryStorage())
+        limiter = RateLimiter(counter or LocalWindows())
         set_app_state("rate_limits", RateLimits(limiter, policies))
 
     return set_policies
@@ -184,7 +184,7 @@ def test_a_store_that_fails_lets_requests_through(
     client: TestClient, set_limits: LimitSetter, caplog: pytest.LogCaptureFixture
 ) -> None:
     set_limits(
-        storage=build_storage(f"redis://127.0.0.1:{free_port()}/0", "x"),
+        counter=build_counter(f"redis://127.0.0.1:{free_port()}/0", "x"),
         reads_per_address="1/minute",
     )
     with caplog.at_level(logging.WARNING, "app.rate_limits"):
