@@ -223,7 +223,7 @@ def test_a_forged_cursor_with_any_id_is_a_place(
 def test_the_name_filter_finds_text_in_names_ignoring_case(
     client: TestClient, db_session: Session, user: User
 ) -> None:
-    names = ["50% off", "5000 OFF", "a_b", "axb", "Notes"]
+    names = ["50% off", "5000 OFF", "a_b", "axb", "Notes", "1/2", "1//2"]
     made = {name: Resource(name=name, owner_id=user.id) for name in names}
     db_session.add_all(made.values())
     db_session.commit()
@@ -236,6 +236,8 @@ def test_the_name_filter_finds_text_in_names_ignoring_case(
     assert found("off") == ["50% off", "5000 OFF"]
     assert found("%") == ["50% off"]  # a wildcard is a character like any other
     assert found("_") == ["a_b"]
+    assert found("1/2") == ["1/2"]  # and so is the character that escapes them
+    assert found("/") == ["1/2", "1//2"]
     assert found("NOTE") == ["Notes"]
     assert found("nothing") == []
     walked, _pages = walk(client, f"{URL}?name=off&limit=1&count=false")
