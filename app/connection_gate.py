@@ -2,6 +2,7 @@
 waiting on the event loop, and each admitted session's work in a thread of its own."""
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
@@ -19,16 +20,20 @@ class ConnectionGate:
     requests blocked inside `pool.connect()` hold worker threads, and the requests that do hold
     connections then find no thread to finish on and give them back.
 
-    Built on asyncio's own primitives and a thread per slot: anyio's semaphore, timeout and
-    thread hop cost twice as much CPU per request under load (a cancel scope, a task lookup
-    and a lock each), a fifth of a read's time on the event loop.
+    Built on a future per waiter, one timer for all of them and a thread per slot: anyio's
+    semaphore, timeout and thread hop cost twice as much CPU per request under load (a
+    cancel scope, a task lookup and a lock each), and asyncio's timeout a timer per waiter.
     """
 
     def __init__(self, capacity: int, timeout: float) -> None:
         self.capacity = capacity
         self.timeout = timeout
-        self._slots = asyncio.Semaphore(capacity)
         self.in_use = 0
+        self._free = capacity
+        # Waiters in arrival order, each with its deadline: all wait as long, so the first
+        # is the next to expire too, and one timer (for the first) serves them all.
+        self._waiters: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
         # One thread per slot: a holder never waits for a thread.
         self._threads = ThreadPoolExecutor(max(capacity, 1), thread_name_prefix="db-slot")
 
@@ -60,20 +65,51 @@ class ConnectionGate:
         self._threads.shutdown(wait=False)
 
     async def _take(self) -> None:
-        if self._slots.locked():
-            with DB_CONNECTIONS_WAITING.track_inprogress():
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        await self._slots.acquire()
-                except TimeoutError:
-                    raise ConnectionsExhausted from None
+        """A slot: at once if one is free (never while others wait: a slot given back goes
+        to the longest waiter), else in turn, or `ConnectionsExhausted` after `timeout`."""
+        if self._free:
+            self._free -= 1
         else:
-            await self._slots.acquire()  # free: returns at once, no timer
+            await self._wait_for_slot()
         self.in_use += 1
+
+    async def _wait_for_slot(self) -> None:
+        loop = asyncio.get_running_loop()
+        handed: asyncio.Future[None] = loop.create_future()
+        self._waiters.append((loop.time() + self.timeout, handed))
+        if self._timer is None:
+            self._timer = loop.call_at(self._waiters[0][0], self._expire_waiters)
+        with DB_CONNECTIONS_WAITING.track_inprogress():
+            try:
+                await handed
+            except asyncio.CancelledError:
+                if handed.done() and not handed.cancelled() and handed.exception() is None:
+                    self._hand_on()  # handed a slot, and cancelled before taking it
+                raise
 
     def _give_back(self) -> None:
         self.in_use -= 1
-        self._slots.release()
+        self._hand_on()
+
+    def _hand_on(self) -> None:
+        """A slot to the longest waiter still waiting, else back to the free ones."""
+        while self._waiters:
+            _, handed = self._waiters.popleft()
+            if not handed.done():
+                handed.set_result(None)
+                return
+        self._free += 1
+
+    def _expire_waiters(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        while self._waiters and (self._waiters[0][1].done() or self._waiters[0][0] <= now):
+            _, handed = self._waiters.popleft()
+            if not handed.done():
+                handed.set_exception(ConnectionsExhausted())
+        if self._waiters:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(self._waiters[0][0], self._expire_waiters)
 
 
 async def _outlasting_cancellation(work: "Future[T]") -> T:
