@@ -8,8 +8,10 @@ the connection (a restart, `pg_terminate_backend`, an idle timeout, a failover).
 `poll()` with no wait tells that; such a connection is thrown away and the pool takes
 another, as a failed ping would.
 
-What neither this nor a ping can tell is a connection that dies between the checkout and
-its first statement; that request fails (503) and the pool starts afresh, as before.
+Over TLS a poll proves nothing (the TLS library may already hold the server's last words,
+read off the socket with an earlier record), so an encrypted connection is pinged as
+before. What neither can tell is a connection that dies between the checkout and its first
+statement; that request fails (503) and the pool starts afresh, as before.
 """
 
 import select
@@ -34,14 +36,38 @@ def server_spoke(fileno: int) -> bool:
 
 def check_sockets_on_checkout(engine: Engine) -> None:
     """Throw away, on checkout, a pooled connection whose server has closed it."""
+    event.listen(engine, "checkout", discard_if_closed)
 
-    @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+
+def discard_if_closed(dbapi_connection: Any, _record: Any = None, _proxy: Any = None) -> None:
+    """The checkout listener: `DisconnectionError` (the pool then discards this connection
+    and checks out another: SQLAlchemy's "pessimistic disconnect handling" by a checkout
+    event) for a connection the server closed."""
+    if encrypted(dbapi_connection):
+        ping(dbapi_connection)
+        return
+    try:
+        closed = bool(dbapi_connection.closed) or server_spoke(dbapi_connection.fileno())
+    except Exception as error:  # the driver's own error, or the OS's: no socket to ask
+        raise DisconnectionError(f"pooled connection unusable: {error}") from error
+    if closed:
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+def encrypted(dbapi_connection: Any) -> bool:
+    """Whether the connection runs over TLS (psycopg 3's `pgconn`, psycopg2's `info`)."""
+    holder = getattr(dbapi_connection, "pgconn", None) or getattr(dbapi_connection, "info", None)
+    return bool(getattr(holder, "ssl_in_use", False))
+
+
+def ping(dbapi_connection: Any) -> None:
+    """`SELECT 1`, as `pool_pre_ping` does, leaving no transaction open behind it."""
+    try:
+        cursor = dbapi_connection.cursor()
         try:
-            closed = bool(dbapi_connection.closed) or server_spoke(dbapi_connection.fileno())
-        except Exception as error:  # the driver's own error, or the OS's: no socket to ask
-            raise DisconnectionError(f"pooled connection unusable: {error}") from error
-        if closed:
-            # The pool discards this connection and checks out another (SQLAlchemy's
-            # documented "pessimistic disconnect handling" by a checkout event).
-            raise DisconnectionError("the server closed this pooled connection")
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_connection.rollback()
+    except Exception as error:  # the driver's own error: the connection is gone
+        raise DisconnectionError(f"pooled connection unusable: {error}") from error

@@ -6,14 +6,16 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
-from app.connection_liveness import server_spoke
+from app.connection_liveness import discard_if_closed, encrypted, server_spoke
 from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 
@@ -106,3 +108,57 @@ def test_a_server_answers_the_first_requests_after_its_connections_were_closed(
         time.sleep(0.05)
         assert [client.get(api).status_code for _ in range(6)] == [200] * 6
         register_and_log_in(server.url, "after-the-restart")  # a write: 201
+
+
+class OverTls:
+    """A real connection that says it runs over TLS (this machine's server has none), its
+    socket holding bytes of a record the TLS library has not read yet (`socket`)."""
+
+    def __init__(self, connection: psycopg.Connection, socket_with_a_record: socket.socket) -> None:
+        self._connection = connection
+        self._socket = socket_with_a_record
+        self.pgconn = SimpleNamespace(ssl_in_use=True)
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+@pytest.fixture
+def pooled(postgres_engine: Engine) -> Iterator[psycopg.Connection]:
+    """A driver connection at rest, as the pool keeps one."""
+    with psycopg.connect(_driver_url(postgres_engine)) as connection:
+        connection.execute("SELECT 1")
+        connection.rollback()
+        yield connection
+
+
+def test_a_connection_over_tls_is_pinged_not_polled(
+    postgres_engine: Engine,
+    pooled: psycopg.Connection,
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    """Over TLS the socket proves nothing either way (a record may wait there for the TLS
+    library; the server's goodbye may sit in the library already): a ping asks instead, and
+    leaves no transaction open."""
+    sockets[1].sendall(b"\x17\x03\x03")  # a TLS application-data record begins
+    over_tls = OverTls(pooled, sockets[0])
+    assert encrypted(over_tls)
+    assert not encrypted(pooled)
+    discard_if_closed(over_tls)  # alive, whatever its socket holds
+    assert pooled.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    terminate_other_connections(_driver_url(postgres_engine))
+    with pytest.raises(DisconnectionError):
+        discard_if_closed(over_tls)
+
+
+def test_a_plain_connection_at_rest_is_kept_and_a_closed_one_is_not(
+    postgres_engine: Engine, pooled: psycopg.Connection
+) -> None:
+    discard_if_closed(pooled)
+    terminate_other_connections(_driver_url(postgres_engine))
+    time.sleep(0.05)  # the server's goodbye crosses loopback
+    with pytest.raises(DisconnectionError):
+        discard_if_closed(pooled)
