@@ -53,12 +53,8 @@ class ConnectionGate:
         connection, and takes its answer (a write it committed still announces its events):
         letting the slot go first would admit one session more than there are connections.
         """
-        await self._take()
-        try:
-            with DB_CONNECTIONS_IN_USE.track_inprogress():
-                return await _outlasting_cancellation(self._threads.submit(work, *args))
-        finally:
-            self._give_back()
+        async with self.slot():
+            return await _outlasting_cancellation(self._threads.submit(work, *args))
 
     def close(self) -> None:
         """Let the threads end once idle (each app lifespan has a gate of its own)."""
@@ -101,14 +97,14 @@ class ConnectionGate:
         self._free += 1
 
     def _expire_waiters(self) -> None:
+        loop = asyncio.get_running_loop()
         self._timer = None
-        now = asyncio.get_running_loop().time()
+        now = loop.time()
         while self._waiters and (self._waiters[0][1].done() or self._waiters[0][0] <= now):
             _, handed = self._waiters.popleft()
             if not handed.done():
                 handed.set_exception(ConnectionsExhausted())
         if self._waiters:
-            loop = asyncio.get_running_loop()
             self._timer = loop.call_at(self._waiters[0][0], self._expire_waiters)
 
 

@@ -90,20 +90,21 @@ class LocalWindows:
             for old in [p for p in hits if p < previous_period]:
                 del hits[old]
         remaining = max(0, amount - math.floor(weighted))
-        frees_in = self._frees_in(previous, hits.get(period, 0), expiry, now)
+        frees_in = self._frees_in(previous, previous_ttl, hits.get(period, 0), expiry, now)
         return WindowCount(allowed, remaining, now + frees_in)
 
     async def clear(self, window: RateLimitItem, name: str, key: str) -> None:
         self._hits.pop((name, key, window.amount, window.get_expiry()), None)
 
     @staticmethod
-    def _frees_in(previous: int, current: int, expiry: int, now: float) -> float:
+    def _frees_in(
+        previous: int, previous_ttl: float, current: int, expiry: int, now: float
+    ) -> float:
         """Seconds until the window frees a request, as `limits` reckons it."""
         if not (current or previous):
             return 0.0
         previous_reset_in = current_reset_in = math.inf
         if previous:
-            previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry
             previous_reset_in = previous_ttl % (expiry / previous)
         if current:
             current_reset_in = ((1 - ((now / expiry) % 1)) * expiry + expiry) % expiry
