@@ -19,7 +19,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from app.connection_liveness import SOCKET_DRIVERS, check_sockets_on_checkout
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -109,10 +109,10 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, **kwargs)
         check_sockets_on_checkout(engine)
         return engine
-    for pool_option in ("pool_size", "max_overflow", "pool_timeout"):
-        kwargs.pop(pool_option, None)  # SQLite's pools are not sized
     in_memory = parsed.database in (None, "", ":memory:")
     if in_memory:
+        for pool_option in ("pool_size", "max_overflow", "pool_timeout"):
+            kwargs.pop(pool_option, None)  # one connection, shared: nothing to size
         kwargs.setdefault("poolclass", StaticPool)
     elif parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,11 @@ def _autocommitting(engine: Engine) -> Engine:
 
 @cache
 def get_engine() -> Engine:
-    settings = get_settings()
+    return pooled_engine(get_settings())
+
+
+def pooled_engine(settings: Settings) -> Engine:
+    """The engine `settings` describe, its pool sized as they say."""
     return build_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,

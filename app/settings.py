@@ -64,9 +64,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     # Connections: at most pool size + overflow requests hold a session at once; the rest wait
-    # (without a thread) up to the pool timeout, then get 503 with Retry-After.
-    db_pool_size: int = Field(default=5, ge=1)
-    db_max_overflow: int = Field(default=5, ge=0)
+    # (without a thread) up to the pool timeout, then get 503 with Retry-After. An overflow
+    # connection is closed as soon as it is given back whenever the pool is full (SQLAlchemy's
+    # meaning), so under steady load it is opened again and again (a new server process each
+    # time on PostgreSQL): all ten kept by default, opened as load first needs them.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
     db_pool_timeout: float = Field(default=10.0, gt=0)
     # Worker threads for sync routes and dependencies; must exceed the connection capacity so
     # that a request holding a connection always finds a thread to finish and give it back.

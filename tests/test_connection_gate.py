@@ -1,11 +1,17 @@
 """The connection gate's queue: slots go to waiters in the order they came, each waits its
-own `timeout` and no longer, and a waiter that leaves (cancelled) never keeps a slot."""
+own `timeout` and no longer, and a waiter that leaves (cancelled) never keeps a slot; and the
+pool behind it keeps every connection the gate lets be used at once."""
 
 import asyncio
+import threading
 
 import pytest
+from pytest_fastapi_db.blocker import DatabaseBlocker
+from sqlalchemy import event
 
 from app.connection_gate import ConnectionGate, ConnectionsExhausted
+from app.database import pooled_engine
+from app.settings import Settings
 
 
 async def waiting(gate: ConnectionGate, served: list[str], name: str) -> None:
@@ -79,3 +85,43 @@ async def test_a_waiter_handed_a_slot_then_cancelled_gives_it_back() -> None:
     assert gate.in_use == 0
     async with asyncio.timeout(0.5), gate.slot():  # free at once
         assert gate.in_use == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("pool", "opened"),
+    [
+        ({}, 10),  # the defaults: ten kept, each opened once
+        # Five kept and five overflow: the overflow, closed when given back to a full pool, is
+        # opened again by the next burst (over and over under steady load).
+        ({"db_pool_size": 5, "db_max_overflow": 5}, 15),
+    ],
+)
+async def test_connections_opened_for_one_burst_serve_the_next(
+    scratch_database_url: str, db_blocker: DatabaseBlocker, pool: dict[str, int], opened: int
+) -> None:
+    settings = Settings(database_url=scratch_database_url, **pool)
+    engine = pooled_engine(settings)
+    connects = []
+    event.listen(engine, "connect", lambda *_: connects.append(1))
+    gate = ConnectionGate(settings.db_connection_capacity, timeout=10)
+    all_holding = threading.Barrier(settings.db_connection_capacity, timeout=10)
+
+    def hold_a_connection() -> None:
+        connection = engine.raw_connection()  # from the pool, in no transaction
+        try:
+            all_holding.wait()
+        finally:
+            connection.close()  # back to the pool
+
+    try:
+        with db_blocker.unblocked():
+            for _burst in range(2):
+                await asyncio.gather(
+                    *(gate.run(hold_a_connection) for _ in range(settings.db_connection_capacity))
+                )
+    finally:
+        gate.close()
+        engine.dispose()
+    assert settings.db_connection_capacity == 10
+    assert len(connects) == opened
