@@ -12,6 +12,7 @@ from fastapi import Header, status
 
 from app.errors import PreconditionFailed
 from app.models import Resource
+from app.services.resources import ShownResource
 
 ANY = "*"
 WEAK = "W/"
@@ -35,7 +36,7 @@ NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
 }
 
 
-def etag(resource: Resource) -> str:
+def etag(resource: Resource | ShownResource) -> str:
     """The version, and the creation time: an id used again (SQLite may hand out a deleted
     row's id) never repeats a tag."""
     return _version_tag(resource.version, resource.created_at)

@@ -22,7 +22,7 @@ from app.errors import Unprocessable
 from app.models import MAX_ID, Resource
 from app.schemas import API_TIME, storable_text_problem
 from app.services import resources
-from app.services.resources import Page
+from app.services.resources import Page, ShownResource
 
 Sort = Literal["id", "-id", "name", "-name", "created_at", "-created_at"]
 # A cursor is its sort's letter and the place it continues after: for id, the last id in base
@@ -42,7 +42,7 @@ def order_of(sort: Sort) -> resources.ResourceOrder:
     return resources.ResourceOrder(sort.removeprefix("-"), descending=sort.startswith("-"))
 
 
-def encode_cursor(sort: Sort, last: Resource) -> str:
+def encode_cursor(sort: Sort, last: Resource | ShownResource) -> str:
     key = order_of(sort).key
     if key == "id":
         digits, rest = "", last.id

@@ -4,6 +4,7 @@ __all__ = [
     "Page",
     "ResourceFilter",
     "ResourceOrder",
+    "ShownResource",
     "create",
     "create_many",
     "delete",
@@ -24,7 +25,7 @@ from app.database import utcnow
 from app.errors import Forbidden, NotFound
 from app.events.types import Event, EventType
 from app.models import Resource, User
-from app.repositories import ResourceFilter, ResourceOrder, ResourceRepository
+from app.repositories import ResourceFilter, ResourceOrder, ResourceRepository, ShownResource
 from app.schemas import API_TIME, RESOURCE, ResourceCreate
 from app.unit_of_work import UnitOfWork
 
@@ -40,8 +41,9 @@ def _shown(resource: Resource) -> dict[str, Any]:
     return shown
 
 
-def get(session: Session, resource_id: int) -> Resource:
-    resource = ResourceRepository(session).get(resource_id)
+def get(session: Session, resource_id: int) -> ShownResource:
+    """The resource as the API shows it (read, not loaded for change)."""
+    resource = ResourceRepository(session).shown(resource_id)
     if resource is None:
         raise NotFound("Resource not found")
     return resource
@@ -67,7 +69,7 @@ def get_owned(
 
 @dataclass(frozen=True)
 class Page:
-    resources: Sequence[Resource]
+    resources: Sequence[ShownResource]
     more: bool  # whether resources follow this page
     total: int | None  # how many match in all, when counted
 
