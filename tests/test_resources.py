@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import Resource, User
+from app.repositories import COPY_PAYS_FROM
 from tests.conftest import raw_json
 from tests.problems import assert_problem
 
@@ -430,8 +431,10 @@ class TestBulk:
         assert {r["owner_id"] for r in created} == {user.id}
         assert stored_count(db_session) == 50
 
+    # On PostgreSQL, a few rows are inserted with INSERT … RETURNING, more with COPY.
+    @pytest.mark.parametrize("more", [0, COPY_PAYS_FROM])
     def test_what_the_answer_shows_is_what_was_stored(
-        self, client: TestClient, auth_headers: dict
+        self, client: TestClient, auth_headers: dict, more: int
     ) -> None:
         """The answer is built without reading the rows back: each one, read afresh, is the
         same, whatever the text (quotes, tabs, backslashes, NUL escapes in metadata, emoji)."""
@@ -448,6 +451,7 @@ class TestBulk:
                 "description": None,
                 "metadata": {"a": [1, 2.5, None, True, {"b": []}]},
             },
+            *[{"name": f"more {n}", "metadata": {"n": n}} for n in range(more)],
         ]
 
         created = client.post(f"{URL}/bulk", json=items, headers=auth_headers).json()
@@ -542,7 +546,7 @@ class TestQueryCounts:
         assert len(response.json()) == limit
         assert response.headers["x-total-count"] == "100"
 
-    @pytest.mark.parametrize("size", [1, 1000])
+    @pytest.mark.parametrize("size", [1, COPY_PAYS_FROM, 1000])
     def test_a_bulk_create_takes_the_same_statements_at_any_size(
         self,
         client: TestClient,
@@ -552,8 +556,9 @@ class TestQueryCounts:
         size: int,
     ) -> None:
         items = [{"name": f"n{i}", "metadata": {"i": i}} for i in range(size)]
-        # The caller; then on SQLite one executemany and the last new id; on PostgreSQL the
-        # new ids from the sequence, and one COPY (the driver's, which no statement count sees).
+        # The caller; then on SQLite one executemany and the last new id; on PostgreSQL one
+        # INSERT … RETURNING, or from COPY_PAYS_FROM rows the new ids from the sequence and one
+        # COPY (the driver's, which no statement count sees).
         statements = 3 if db_session.get_bind().dialect.name == "sqlite" else 2
         with assert_num_queries(statements):
             response = client.post(f"{URL}/bulk", json=items, headers=auth_headers)
