@@ -118,16 +118,18 @@ def create(uow: UnitOfWork, owner: User, item: ResourceCreate) -> dict[str, Any]
     return create_many(uow, owner, [item])[0]
 
 
-def update(uow: UnitOfWork, resource: Resource, changes: dict[str, Any]) -> Resource:
-    """Apply `changes` (field name → value, as the API names them)."""
+def update(uow: UnitOfWork, resource: Resource, changes: dict[str, Any]) -> dict[str, Any]:
+    """Apply `changes` (field name → value, as the API names them). Returns the resource as
+    the API shows it (JSON-ready), as its event does."""
     for field, value in changes.items():
         setattr(resource, "metadata_" if field == "metadata" else field, value)
     uow.session.flush()  # the new version and timestamp exist from here on
-    _announce(uow, "resource.updated", [_shown(resource)])
-    return resource
+    shown = _shown(resource)
+    _announce(uow, "resource.updated", [shown])
+    return shown
 
 
-def replace(uow: UnitOfWork, resource: Resource, item: ResourceCreate) -> Resource:
+def replace(uow: UnitOfWork, resource: Resource, item: ResourceCreate) -> dict[str, Any]:
     return update(uow, resource, item.model_dump())
 
 

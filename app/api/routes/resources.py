@@ -204,10 +204,11 @@ def _to_write(
     return resource
 
 
-def _tagged(resource: Resource, response: Response) -> Response:
-    """One resource's answer, with its version as the ETag (built before the commit)."""
-    response.headers["ETag"] = etag(resource)
-    return json_answer(RESOURCE.dump_json(RESOURCE.validate_python(resource)), response)
+def _tagged(shown: dict[str, Any], response: Response) -> Response:
+    """A changed resource's answer, as its event shows it, with its version as the ETag
+    (built before the commit)."""
+    response.headers["ETag"] = shown_etag(shown)
+    return json_answer(to_json(shown), response)
 
 
 @router.put(
