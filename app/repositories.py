@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -20,15 +20,30 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.engine import Row as ResultRow
 from sqlalchemy.orm import Session
 
+from app.driver_queries import DriverSelect
 from app.models import IdempotencyRecord, LoginSession, Resource, User, id_can_exist
 
 RESOURCES: Table = Resource.__table__  # type: ignore[assignment]
-# Resources are read as the API shows them, as plain rows: no ORM object, identity map or
-# instance state to build (half a read's time in its thread). `metadata` carries the model's
-# attribute name, so that ResourceOut reads these rows and the ORM's objects alike.
+
+
+class ShownResource(NamedTuple):
+    """A resource as the API shows it, read as a plain row: no ORM object, identity map or
+    instance state to build (half a read's time in its thread). `metadata` carries the
+    model's attribute name, so that ResourceOut reads these rows and the ORM's objects alike."""
+
+    id: int
+    name: str
+    description: str | None
+    metadata_: dict[str, Any]
+    owner_id: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# Its columns, in its fields' order; the reads run on the driver (app.driver_queries).
 SHOWN_COLUMNS = (
     RESOURCES.c.id,
     RESOURCES.c.name,
@@ -39,8 +54,7 @@ SHOWN_COLUMNS = (
     RESOURCES.c.created_at,
     RESOURCES.c.updated_at,
 )
-ShownResource = ResultRow[Any]
-SHOWN_BY_ID: Select[Any] = select(*SHOWN_COLUMNS).where(RESOURCES.c.id == bindparam("id"))
+SHOWN_BY_ID = DriverSelect(select(*SHOWN_COLUMNS).where(RESOURCES.c.id == bindparam("id")))
 
 
 # Built once (building a statement and its cache key is a good part of running it): the
@@ -112,7 +126,8 @@ class ResourceRepository:
     def shown(self, resource_id: int) -> ShownResource | None:
         if not id_can_exist(resource_id):
             return None
-        return self.session.execute(SHOWN_BY_ID, {"id": resource_id}).first()
+        row = SHOWN_BY_ID.first(self.session, {"id": resource_id})
+        return None if row is None else ShownResource._make(row)
 
     def insert_many(self, rows: Sequence[Row], shared: Row) -> list[int]:
         """New resources, inserted the fastest way the database has: COPY on PostgreSQL
@@ -161,11 +176,11 @@ class ResourceRepository:
         values = {**where.values(), "skip": skip, "limit": limit}
         if after is not None:
             values["after_key"], values["after_id"] = after
-        rows = self.session.execute(query, values).all()
+        rows = query.all(self.session, values)
         if not count:
-            return rows, None
-        if rows:
-            return rows, rows[0].total  # (a column the answer leaves out)
+            return [ShownResource._make(row) for row in rows], None
+        if rows:  # the total rides on every row, as a last column the answer leaves out
+            return [ShownResource._make(row[:-1]) for row in rows], rows[0][-1]
         return [], self.count(where) if skip or after is not None else 0
 
     def owned_by(self, owner_id: int) -> Sequence[Resource]:
@@ -236,7 +251,7 @@ def _count_query(shape: FilterShape) -> Select[int]:
 @lru_cache(maxsize=256)
 def _page_query(
     shape: FilterShape, order: "ResourceOrder", after: bool, count: bool
-) -> Select[Any]:
+) -> DriverSelect:
     key = ORDER_KEYS[order.key]
     by_id = order.key == "id"  # ids are unique: no tie to break, one column
     columns = (RESOURCES.c.id,) if by_id else (key, RESOURCES.c.id)
@@ -252,7 +267,7 @@ def _page_query(
     query = query.limit(bindparam("limit", type_=BigInteger))
     if count:
         query = query.add_columns(_count_query(shape).scalar_subquery().label("total"))
-    return query
+    return DriverSelect(query)
 
 
 NEW_RESOURCE_COLUMNS = (
