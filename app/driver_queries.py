@@ -36,7 +36,7 @@ class DriverSelect:
     """`statement` (a select with bound parameters only: no expanding `IN`, no literal
     rendering) run on the driver; rows as tuples of the selected columns' values."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
         self.keys = tuple(column.key for column in statement.selected_columns)
         self._compiled: dict[Dialect, _Compiled] = {}

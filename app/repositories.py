@@ -74,6 +74,26 @@ TOKEN_HOLDER = {
 }
 
 
+class Caller(NamedTuple):
+    """Who a token names, as far as a write or a check needs them: a plain row, no ORM
+    object (the ORM's load was half the lookup's CPU, ~120 µs of ~210 on PostgreSQL)."""
+
+    id: int
+    is_admin: bool
+    is_active: bool
+    tokens_valid_after: datetime
+
+
+_CALLER_COLUMNS = (User.id, User.is_admin, User.is_active, User.tokens_valid_after)
+CALLER = {
+    by_id: DriverSelect(select(*_CALLER_COLUMNS, _SESSION_ENDED).where(where))
+    for by_id, where in (
+        (True, User.id == bindparam("subject")),
+        (False, User.email == bindparam("subject")),
+    )
+}
+
+
 M = TypeVar("M", bound=Base)
 
 
@@ -97,6 +117,15 @@ def _locked(session: Session, model: type[M], key: dict[str, Any]) -> M | None:
     return found
 
 
+def _token_subject(subject: str, session_id: str) -> tuple[bool, dict[str, Any]] | None:
+    """Whether a token's `sub` is an id (else an email), and the holder statement's values;
+    None for an id no row can have."""
+    by_id = subject.isascii() and subject.isdigit()
+    if by_id and not id_can_exist(int(subject)):
+        return None
+    return by_id, {"subject": int(subject) if by_id else subject, "session_id": session_id}
+
+
 class UserRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -110,12 +139,19 @@ class UserRepository:
     def token_holder(self, subject: str, session_id: str) -> tuple[User, bool] | None:
         """The user a token's `sub` names (an id, as in the tokens we issue, or an email), and
         whether the token's login session has ended: one query for every authenticated call."""
-        by_id = subject.isascii() and subject.isdigit()
-        if by_id and not id_can_exist(int(subject)):
+        asked = _token_subject(subject, session_id)
+        if asked is None:
             return None
-        values = {"subject": int(subject) if by_id else subject, "session_id": session_id}
-        row = self.session.execute(TOKEN_HOLDER[by_id], values).first()
+        row = self.session.execute(TOKEN_HOLDER[asked[0]], asked[1]).first()
         return None if row is None else (row[0], row[1])
+
+    def caller(self, subject: str, session_id: str) -> tuple[Caller, bool] | None:
+        """`token_holder` as a `Caller`."""
+        asked = _token_subject(subject, session_id)
+        if asked is None:
+            return None
+        row = CALLER[asked[0]].first(self.session, asked[1])
+        return None if row is None else (Caller._make(row[:-1]), bool(row[-1]))
 
     def by_login(self, login: str) -> User | None:
         """The user whose email or username is `login`."""

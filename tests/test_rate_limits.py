@@ -94,10 +94,10 @@ def test_a_write_over_the_limit_is_refused_before_any_query(
 ) -> None:
     set_limits(writes_per_user="1/minute")
     lookups = []
-    real_lookup = users.holder_of
+    real_lookup = users.caller_of
     monkeypatch.setattr(
         users,
-        "holder_of",
+        "caller_of",
         lambda session, claims: lookups.append(claims) or real_lookup(session, claims),
     )
     assert (

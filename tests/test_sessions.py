@@ -4,6 +4,7 @@ out ends it at once, logging out everywhere ends every session and every token i
 then, and no token outlives its account."""
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -168,3 +169,45 @@ def test_login_sessions_that_expired_are_tidied_at_the_next_login(
     log_in(client)
     db_session.expire_all()
     assert db_session.query(LoginSession).count() == 1
+
+
+def _answers(client: TestClient, tokens: dict | str) -> set[int]:
+    """What a token gets from each way a caller is found: the ORM user (`/users/me`), the
+    caller's row (a write, the list's `mine`, a signed-in check)."""
+    headers = bearer(tokens)
+    return {
+        client.get(ME, headers=headers).status_code,
+        client.post(f"{API}/resources", json={"name": "n"}, headers=headers).status_code,
+        client.get(f"{API}/resources?mine=true", headers=headers).status_code,
+    }
+
+
+def _deactivate(client: TestClient, user: User, db_session: Session, tokens: dict) -> None:
+    user.is_active = False
+    db_session.commit()
+
+
+def _log_out(client: TestClient, user: User, db_session: Session, tokens: dict) -> None:
+    assert client.post(f"{API}/auth/logout", headers=bearer(tokens)).status_code == 204
+
+
+def _log_out_everywhere(client: TestClient, user: User, db_session: Session, tokens: dict) -> None:
+    headers = bearer(log_in(client))
+    assert client.post(f"{API}/auth/logout-everywhere", headers=headers).status_code == 204
+
+
+def _delete(client: TestClient, user: User, db_session: Session, tokens: dict) -> None:
+    db_session.delete(user)
+    db_session.commit()
+
+
+@pytest.mark.parametrize("end", [_deactivate, _log_out, _log_out_everywhere, _delete])
+def test_a_dead_token_is_refused_however_its_caller_is_found(
+    client: TestClient, user: User, db_session: Session, end: Any
+) -> None:
+    tokens = log_in(client)
+    assert _answers(client, tokens) == {200, 201}
+    end(client, user, db_session, tokens)
+    assert _answers(client, tokens) == {401}
+    external = client.get(f"{API}/resources/1/external-data", headers=bearer(tokens))
+    assert external.status_code == 401  # refused before any call out

@@ -51,7 +51,7 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> Hops:
 
     monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
     monkeypatch.setattr(ThreadPoolExecutor, "submit", submitted)
-    monkeypatch.setattr(users, "holder_of", noting("caller", users.holder_of))
+    monkeypatch.setattr(users, "caller_of", noting("caller", users.caller_of))
     monkeypatch.setattr(UnitOfWork, "commit", noting("commit", UnitOfWork.commit))
     return seen
 

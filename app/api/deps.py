@@ -237,7 +237,7 @@ CurrentUser = Annotated[User, Depends(current_user)]
 async def signed_in(session: UngatedSession, gate: Gate, token: BearerToken) -> None:
     """Refuse anonymous callers, holding a connection only for the check: for routes that then
     wait on something other than the database."""
-    await run_with_connection(gate, session, users.from_token, token)
+    await run_with_connection(gate, session, users.caller_from_token, token)
 
 
 SignedIn = Annotated[None, Depends(signed_in)]

@@ -7,8 +7,9 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import Response
 
 from app.api.openapi import may_answer
-from app.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyRecord, User
+from app.models import IDEMPOTENCY_KEY_MAX_LENGTH, IdempotencyRecord
 from app.services import idempotency
+from app.services.resources import Caller
 from app.unit_of_work import UnitOfWork
 
 REPLAYED = "Idempotent-Replayed"
@@ -59,7 +60,7 @@ class IdempotencyRequest:
     key: str | None = None
     fingerprint: str = ""
 
-    def begin(self, uow: UnitOfWork, user: User) -> Idempotent:
+    def begin(self, uow: UnitOfWork, user: Caller) -> Idempotent:
         if self.key is None:
             return Idempotent()
         outcome = idempotency.reserve(uow, user.id, self.key, self.fingerprint)

@@ -29,8 +29,8 @@ from app.connection_gate import ConnectionGate
 from app.events.broker import EventBroker
 from app.events.types import Event
 from app.metrics import EVENTS_PUBLISHED
-from app.models import User
 from app.services import users
+from app.services.resources import Caller
 from app.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ class Writer(OneHop):
         self._broker = broker
         self._claims = claims
 
-    async def run(self, work: Callable[[UnitOfWork, User], T]) -> T:
+    async def run(self, work: Callable[[UnitOfWork, Caller], T]) -> T:
         """`work(uow, caller)`, committed once; its events published after the commit."""
         outcome: tuple[T, list[Event]] = await self._hop(self._in_thread, work)
         result, events = outcome
@@ -59,13 +59,13 @@ class Writer(OneHop):
             await self._broker.publish(events)
         return result
 
-    def _in_thread(self, work: Callable[[UnitOfWork, User], T]) -> tuple[T, list[Event]]:
+    def _in_thread(self, work: Callable[[UnitOfWork, Caller], T]) -> tuple[T, list[Event]]:
         """An error (a refusal included: no resource write keeps changes it refuses) rolls
         everything back."""
         with self._session() as session:
             uow = UnitOfWork(session)
             try:
-                result = work(uow, users.holder_of(session, self._claims))
+                result = work(uow, users.caller_of(session, self._claims))
                 return result, uow.commit()
             except BaseException:
                 uow.rollback()

@@ -1,6 +1,7 @@
 """Resources: who may do what to them, and the events their changes announce."""
 
 __all__ = [
+    "Caller",
     "Page",
     "ResourceFilter",
     "ResourceOrder",
@@ -24,8 +25,14 @@ from sqlalchemy.orm import Session
 from app.database import utcnow
 from app.errors import Forbidden, NotFound
 from app.events.types import Event, EventType
-from app.models import Resource, User
-from app.repositories import ResourceFilter, ResourceOrder, ResourceRepository, ShownResource
+from app.models import Resource
+from app.repositories import (
+    Caller,
+    ResourceFilter,
+    ResourceOrder,
+    ResourceRepository,
+    ShownResource,
+)
 from app.schemas import API_TIME, RESOURCE, ResourceCreate
 from app.unit_of_work import UnitOfWork
 
@@ -50,7 +57,7 @@ def get(session: Session, resource_id: int) -> ShownResource:
 
 
 def get_owned(
-    session: Session, resource_id: int, user: User, *, admin_may: bool = False
+    session: Session, resource_id: int, user: Caller, *, admin_may: bool = False
 ) -> Resource:
     """The resource, if `user` may change it: 404 when missing, 403 when someone else's
     (unless `admin_may` and the user is an admin).
@@ -95,7 +102,7 @@ def page(
 
 
 def create_many(
-    uow: UnitOfWork, owner: User, items: Sequence[ResourceCreate]
+    uow: UnitOfWork, owner: Caller, items: Sequence[ResourceCreate]
 ) -> list[dict[str, Any]]:
     """Create all of `items` for `owner`, in order; they stand or fall together with the commit.
     Returns them as the API shows them (JSON-ready, ResourceOut's fields in its order), known
@@ -114,7 +121,7 @@ def create_many(
     return created
 
 
-def create(uow: UnitOfWork, owner: User, item: ResourceCreate) -> dict[str, Any]:
+def create(uow: UnitOfWork, owner: Caller, item: ResourceCreate) -> dict[str, Any]:
     return create_many(uow, owner, [item])[0]
 
 

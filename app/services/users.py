@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app import auth
 from app.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from app.models import User
-from app.repositories import ResourceRepository, UserRepository
+from app.repositories import Caller, ResourceRepository, UserRepository
 from app.schemas import UserCreate, storable_text_problem
 from app.services import resources, sessions
 from app.unit_of_work import UnitOfWork
@@ -170,8 +170,9 @@ class TokenHolder:
 
 
 def token_holder(session: Session, token: str | None) -> TokenHolder:
-    user, claims = authenticate(session, token)
-    return TokenHolder(user.id, claims.expires_at, claims.session_id, claims.issued_at)
+    claims = read_claims(token)
+    caller = caller_of(session, claims)
+    return TokenHolder(caller.id, claims.expires_at, claims.session_id, claims.issued_at)
 
 
 def authenticate(session: Session, token: str | None) -> tuple[User, auth.AccessClaims]:
@@ -198,27 +199,41 @@ def read_claims(token: str | None) -> auth.AccessClaims:
 
 def holder_of(session: Session, claims: auth.AccessClaims) -> User:
     """The active user whose valid login `claims` came from, or NotAuthenticated."""
-    user = _valid_holder(session, claims.subject, claims.session_id, claims.issued_at)
-    if user is None:
+    found = UserRepository(session).token_holder(claims.subject, claims.session_id)
+    if found is None or not _valid(*found, claims.issued_at):
         raise NotAuthenticated(BAD_TOKEN)
-    return user
+    return found[0]
 
 
-def _valid_holder(
+def caller_of(session: Session, claims: auth.AccessClaims) -> Caller:
+    """`holder_of` for what needs only the caller's id and role (the resource writes, a
+    check): a plain row, no ORM object."""
+    caller = _valid_caller(session, claims.subject, claims.session_id, claims.issued_at)
+    if caller is None:
+        raise NotAuthenticated(BAD_TOKEN)
+    return caller
+
+
+def caller_from_token(session: Session, token: str | None) -> Caller:
+    """The active caller a bearer token names, or NotAuthenticated."""
+    return caller_of(session, read_claims(token))
+
+
+def _valid(holder: User | Caller, session_ended: bool, issued_at: datetime) -> bool:
+    """Whether a token issued at `issued_at` is still good: its holder active, its login
+    session not ended, and no password change or "log out everywhere" since."""
+    return not session_ended and holder.is_active and issued_at >= holder.tokens_valid_after
+
+
+def _valid_caller(
     session: Session, subject: str, session_id: str, issued_at: datetime
-) -> User | None:
-    holder = UserRepository(session).token_holder(subject, session_id)
-    if holder is None:
-        return None
-    user, session_ended = holder
-    if session_ended or not user.is_active or issued_at < user.tokens_valid_after:
-        return None
-    return user
+) -> Caller | None:
+    found = UserRepository(session).caller(subject, session_id)
+    return found[0] if found is not None and _valid(*found, issued_at) else None
 
 
 def still_valid(session: Session, holder: TokenHolder) -> bool:
     """Whether a token accepted earlier would still be, but for its expiry (which a long-lived
-    connection watches by itself): its user active, its session not ended, and no password
-    change or "log out everywhere" since it was issued."""
-    user = _valid_holder(session, str(holder.user_id), holder.session_id, holder.issued_at)
-    return user is not None
+    connection watches by itself)."""
+    caller = _valid_caller(session, str(holder.user_id), holder.session_id, holder.issued_at)
+    return caller is not None

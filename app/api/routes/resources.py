@@ -21,7 +21,7 @@ from app.api.paging import CURSOR_PATTERN, Sort, decode_cursor, order_of, set_pa
 from app.api.planned import PlannedRoute
 from app.api.rate_limiting import ReadLimit
 from app.api.writes import Writes
-from app.models import MAX_ID, NAME_MAX_LENGTH, Resource, User
+from app.models import MAX_ID, NAME_MAX_LENGTH, Resource
 from app.schemas import (
     BULK_MAX_ITEMS,
     RESOURCE,
@@ -32,6 +32,7 @@ from app.schemas import (
     ResourcePatch,
 )
 from app.services import resources, users
+from app.services.resources import Caller
 from app.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/resources", tags=["resources"], route_class=PlannedRoute)
@@ -99,7 +100,7 @@ async def list_resources(
     def read(session: Session) -> tuple[resources.Page, bytes]:
         owners: tuple[int, ...] = () if owner_id is None else (owner_id,)
         if mine:
-            owners += (users.authenticate(session, token)[0].id,)
+            owners += (users.caller_from_token(session, token).id,)
         where = resources.ResourceFilter(owner_ids=owners, name_contains=name)
         page = resources.page(
             session, limit, skip=skip, after=after, where=where, order=order_of(sort), count=counted
@@ -126,7 +127,7 @@ async def create_resource(
     request: Request,
     response: Response,
 ) -> Response:
-    def create(uow: UnitOfWork, user: User) -> Response:
+    def create(uow: UnitOfWork, user: Caller) -> Response:
         idempotent = idempotency.begin(uow, user)
         if replay := idempotent.replay():
             return replay
@@ -153,7 +154,7 @@ async def create_resources(
     idempotency: Idempotency,
     response: Response,
 ) -> Response:
-    def create_all(uow: UnitOfWork, user: User) -> Response:
+    def create_all(uow: UnitOfWork, user: Caller) -> Response:
         idempotent = idempotency.begin(uow, user)
         if replay := idempotent.replay():
             return replay
@@ -191,7 +192,7 @@ async def get_resource(
 
 def _to_write(
     uow: UnitOfWork,
-    user: User,
+    user: Caller,
     resource_id: int,
     preconditions: tuple[str | None, str | None],
     *,
@@ -226,7 +227,7 @@ async def replace_resource(
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    def replace(uow: UnitOfWork, user: User) -> Response:
+    def replace(uow: UnitOfWork, user: Caller) -> Response:
         resource = _to_write(uow, user, resource_id, (if_match, if_none_match))
         return _tagged(resources.replace(uow, resource, data), response)
 
@@ -248,7 +249,7 @@ async def patch_resource(
     if_match: IfMatch = None,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    def update(uow: UnitOfWork, user: User) -> Response:
+    def update(uow: UnitOfWork, user: Caller) -> Response:
         resource = _to_write(uow, user, resource_id, (if_match, if_none_match))
         return _tagged(resources.update(uow, resource, data.changes()), response)
 
@@ -268,7 +269,7 @@ async def delete_resource(
 ) -> Response:
     """The owner, or an admin, deletes it."""
 
-    def delete(uow: UnitOfWork, user: User) -> None:
+    def delete(uow: UnitOfWork, user: Caller) -> None:
         preconditions = (if_match, if_none_match)
         resources.delete(uow, _to_write(uow, user, resource_id, preconditions, admin_may=True))
 
