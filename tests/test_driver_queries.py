@@ -19,8 +19,8 @@ from app.repositories import (
     ResourceFilter,
     ResourceOrder,
     ShownResource,
-    _page_query,
 )
+from app.repositories.resources import _page_query
 
 AWKWARD = {"quote": 'it\'s "x"', "tab\there": ["\\", None, 1.5, True], "emoji": "🙂", "n": 2**53}
 

@@ -1,9 +1,9 @@
-"""Queries, and nothing else: no rules, no commits."""
+"""Resources: read as the API shows them, paged by key, inserted the driver's fastest way."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
@@ -12,20 +12,17 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
-    delete,
     func,
     insert,
-    inspect,
     select,
     text,
     tuple_,
-    update,
 )
 from sqlalchemy.orm import Session
 
-from app.database import Base
 from app.driver_queries import DriverSelect
-from app.models import IdempotencyRecord, LoginSession, Resource, User, id_can_exist
+from app.models import Resource, id_can_exist
+from app.repositories.locking import locked
 
 RESOURCES: Table = Resource.__table__  # type: ignore[assignment]
 
@@ -57,121 +54,6 @@ SHOWN_COLUMNS = (
     RESOURCES.c.updated_at,
 )
 SHOWN_BY_ID = DriverSelect(select(*SHOWN_COLUMNS).where(RESOURCES.c.id == bindparam("id")))
-
-
-# Built once (building a statement and its cache key is a good part of running it): the
-# user a token names, by id or by email, and whether the token's login session has ended.
-_SESSION_ENDED = (
-    select(LoginSession.id)
-    .where(LoginSession.id == bindparam("session_id"), LoginSession.ended_at.is_not(None))
-    .exists()
-)
-TOKEN_HOLDER = {
-    by_id: select(User, _SESSION_ENDED).where(
-        (User.id if by_id else User.email) == bindparam("subject")
-    )
-    for by_id in (True, False)
-}
-
-
-class Caller(NamedTuple):
-    """Who a token names, as far as a write or a check needs them: a plain row, no ORM
-    object (the ORM's load was half the lookup's CPU, ~120 µs of ~210 on PostgreSQL)."""
-
-    id: int
-    is_admin: bool
-    is_active: bool
-    tokens_valid_after: datetime
-
-
-_CALLER_COLUMNS = (User.id, User.is_admin, User.is_active, User.tokens_valid_after)
-CALLER = {
-    by_id: DriverSelect(select(*_CALLER_COLUMNS, _SESSION_ENDED).where(where))
-    for by_id, where in (
-        (True, User.id == bindparam("subject")),
-        (False, User.email == bindparam("subject")),
-    )
-}
-
-
-M = TypeVar("M", bound=Base)
-
-
-@cache
-def _locking(model: type[Base]) -> Select[Any]:
-    """`model`'s row by its primary key (each column bound by its name), locked until the
-    transaction ends (SELECT … FOR UPDATE) and read afresh over what the session holds.
-    Built once: `Session.get` with these options builds its statement anew on every call, a
-    third of the lookup's CPU (~100 µs of ~300 on PostgreSQL)."""
-    key = inspect(model).primary_key
-    return (
-        select(model)
-        .where(*(column == bindparam(column.key) for column in key))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
-def _locked(session: Session, model: type[M], key: dict[str, Any]) -> M | None:
-    found: M | None = session.scalars(_locking(model), key).one_or_none()
-    return found
-
-
-def _token_subject(subject: str, session_id: str) -> tuple[bool, dict[str, Any]] | None:
-    """Whether a token's `sub` is an id (else an email), and the holder statement's values;
-    None for an id no row can have."""
-    by_id = subject.isascii() and subject.isdigit()
-    if by_id and not id_can_exist(int(subject)):
-        return None
-    return by_id, {"subject": int(subject) if by_id else subject, "session_id": session_id}
-
-
-class UserRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, user_id: int) -> User | None:
-        return self.session.get(User, user_id) if id_can_exist(user_id) else None
-
-    def by_email(self, email: str) -> User | None:
-        return self.session.scalar(select(User).where(User.email == email))
-
-    def token_holder(self, subject: str, session_id: str) -> tuple[User, bool] | None:
-        """The user a token's `sub` names (an id, as in the tokens we issue, or an email), and
-        whether the token's login session has ended: one query for every authenticated call."""
-        asked = _token_subject(subject, session_id)
-        if asked is None:
-            return None
-        row = self.session.execute(TOKEN_HOLDER[asked[0]], asked[1]).first()
-        return None if row is None else (row[0], row[1])
-
-    def caller(self, subject: str, session_id: str) -> tuple[Caller, bool] | None:
-        """`token_holder` as a `Caller`."""
-        asked = _token_subject(subject, session_id)
-        if asked is None:
-            return None
-        row = CALLER[asked[0]].first(self.session, asked[1])
-        return None if row is None else (Caller._make(row[:-1]), bool(row[-1]))
-
-    def by_login(self, login: str) -> User | None:
-        """The user whose email or username is `login`."""
-        column = User.email if "@" in login else User.username
-        return self.session.scalar(select(User).where(column == login))
-
-    def taken(self, email: str, username: str, but: int | None = None) -> list[str]:
-        """Which of `email` and `username` another user (than `but`) already has."""
-        query = select(User.email, User.username).where(
-            (User.email == email) | (User.username == username)
-        )
-        if but is not None:
-            query = query.where(User.id != but)
-        rows = self.session.execute(query).all()
-        taken = []
-        if any(row.email == email for row in rows):
-            taken.append("email")
-        if any(row.username == username for row in rows):
-            taken.append("username")
-        return taken
 
 
 T = TypeVar("T")
@@ -214,7 +96,7 @@ class ResourceRepository:
         are serialised anyway), and read afresh: a concurrent delete is seen as missing."""
         if not id_can_exist(resource_id):
             return None
-        return _locked(self.session, Resource, {"id": resource_id})
+        return locked(self.session, Resource, {"id": resource_id})
 
     def page(
         self,
@@ -389,40 +271,3 @@ def _copy_into_postgres(connection: Connection, rows: list[tuple[Any, ...]]) -> 
         for new_id, row in zip(ids, rows, strict=True):
             copy.write_row((new_id, *row))
     return ids
-
-
-class LoginSessionRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get_for_update(self, session_id: str) -> LoginSession | None:
-        return _locked(self.session, LoginSession, {"id": session_id})
-
-    def end_all(self, user_id: int, now: datetime) -> None:
-        self.session.execute(
-            update(LoginSession)
-            .where(LoginSession.user_id == user_id, LoginSession.ended_at.is_(None))
-            .values(ended_at=now)
-        )
-
-    def delete_expired(self, user_id: int, now: datetime) -> None:
-        self.session.execute(
-            delete(LoginSession).where(
-                LoginSession.user_id == user_id, LoginSession.expires_at <= now
-            )
-        )
-
-
-class IdempotencyRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get_for_update(self, user_id: int, key: str) -> IdempotencyRecord | None:
-        return _locked(self.session, IdempotencyRecord, {"user_id": user_id, "key": key})
-
-    def delete_expired(self, user_id: int, now: datetime) -> None:
-        self.session.execute(
-            delete(IdempotencyRecord).where(
-                IdempotencyRecord.user_id == user_id, IdempotencyRecord.expires_at <= now
-            )
-        )

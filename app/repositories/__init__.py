@@ -1,0 +1,33 @@
+"""Queries, and nothing else: no rules, no commits. The resources' (`resources`), the
+accounts' (`accounts`: users, login sessions, idempotency records), and the locked lookups
+both use (`locking`)."""
+
+from app.repositories.accounts import (
+    Caller,
+    IdempotencyRepository,
+    LoginSessionRepository,
+    UserRepository,
+)
+from app.repositories.resources import (
+    COPY_PAYS_FROM,
+    SHOWN_BY_ID,
+    SHOWN_COLUMNS,
+    ResourceFilter,
+    ResourceOrder,
+    ResourceRepository,
+    ShownResource,
+)
+
+__all__ = [
+    "COPY_PAYS_FROM",
+    "SHOWN_BY_ID",
+    "SHOWN_COLUMNS",
+    "Caller",
+    "IdempotencyRepository",
+    "LoginSessionRepository",
+    "ResourceFilter",
+    "ResourceOrder",
+    "ResourceRepository",
+    "ShownResource",
+    "UserRepository",
+]
