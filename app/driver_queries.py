@@ -26,10 +26,15 @@ Processor = Callable[[Any], Any] | None
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
+    """The statement as one dialect runs it."""
+
     sql: str
     positions: tuple[str, ...] | None  # the parameters' order, for a positional paramstyle
     compiled: Any  # SQLAlchemy's Compiled: its construct_params fills in the defaults
     bind_processors: Mapping[str, Processor]
+    # The result processors, per the driver's column types (as SQLAlchemy picks them: by
+    # the types a cursor describes).
+    result_processors: dict[tuple[Any, ...], tuple[Processor, ...]]
 
 
 class DriverSelect:
@@ -39,10 +44,8 @@ class DriverSelect:
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
         self.keys = tuple(column.key for column in statement.selected_columns)
+        # Per dialect: one per engine (an app has one per database; a test suite a few more).
         self._compiled: dict[Dialect, _Compiled] = {}
-        # The result processors, per dialect and per the driver's column types (as
-        # SQLAlchemy picks them: by the type a cursor describes).
-        self._processors: dict[tuple[Dialect, tuple[Any, ...]], tuple[Processor, ...]] = {}
 
     def all(self, session: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         return self._run(session.connection(), values, many=True)
@@ -60,6 +63,8 @@ class DriverSelect:
         cursor = None
         try:
             cursor = connection.connection.cursor()
+            # As SQLAlchemy fires them (a listener that would rewrite the statement,
+            # `retval=True`, is not one this app installs).
             before = connection.dispatch.before_cursor_execute
             if before:
                 before(connection, cursor, compiled.sql, parameters, None, False)
@@ -68,10 +73,10 @@ class DriverSelect:
             if after:
                 after(connection, cursor, compiled.sql, parameters, None, False)
             raw = cursor.fetchall() if many else cursor.fetchmany(1)
-            processors = self._processors_for(dialect, cursor.description)
+            processors = self._processors_for(dialect, compiled, cursor.description)
         except dialect.loaded_dbapi.Error as error:
-            lost = _as_sqlalchemy_error(connection, cursor, compiled.sql, parameters, error)
-            raise lost from error
+            wrapped = _as_sqlalchemy_error(connection, cursor, compiled.sql, parameters, error)
+            raise wrapped from error
         finally:
             if cursor is not None:
                 with suppress(dialect.loaded_dbapi.Error):  # its connection may be gone already
@@ -95,7 +100,7 @@ class DriverSelect:
             for name, bind in compiled.binds.items()
         }
         positions = tuple(compiled.positiontup or ()) if compiled.positional else None
-        built = _Compiled(compiled.string, positions, compiled, bind_processors)
+        built = _Compiled(compiled.string, positions, compiled, bind_processors, {})
         self._compiled[dialect] = built
         return built
 
@@ -110,10 +115,10 @@ class DriverSelect:
         return tuple(given[name] for name in compiled.positions)
 
     def _processors_for(
-        self, dialect: Dialect, description: Sequence[Sequence[Any]]
+        self, dialect: Dialect, compiled: _Compiled, description: Sequence[Sequence[Any]]
     ) -> tuple[Processor, ...]:
         driver_types = tuple(column[1] for column in description)
-        known = self._processors.get((dialect, driver_types))
+        known = compiled.result_processors.get(driver_types)
         if known is None:
             known = tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, driver_type)
@@ -121,7 +126,7 @@ class DriverSelect:
                     self.statement.selected_columns, driver_types, strict=True
                 )
             )
-            self._processors[(dialect, driver_types)] = known
+            compiled.result_processors[driver_types] = known
         return known
 
 
