@@ -43,7 +43,6 @@ class DriverSelect:
 
     def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
-        self.keys = tuple(column.key for column in statement.selected_columns)
         # Per dialect: one per engine (an app has one per database; a test suite a few more).
         self._compiled: dict[Dialect, _Compiled] = {}
 

@@ -39,7 +39,8 @@ def resources(db_session: Session, user: User) -> list[Resource]:
 
 def test_the_shown_fields_are_the_selected_columns() -> None:
     assert ShownResource._fields == tuple(column.key for column in SHOWN_COLUMNS)
-    assert SHOWN_BY_ID.keys == ShownResource._fields
+    shown_keys = tuple(column.key for column in SHOWN_BY_ID.statement.selected_columns)
+    assert shown_keys == ShownResource._fields
 
 
 def test_a_row_is_what_sqlalchemy_reads(db_session: Session, resources: list[Resource]) -> None:

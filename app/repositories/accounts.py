@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.driver_queries import DriverSelect
@@ -17,11 +17,15 @@ _SESSION_ENDED = (
     .where(LoginSession.id == bindparam("session_id"), LoginSession.ended_at.is_not(None))
     .exists()
 )
+
+
+def _named_by_subject(by_id: bool) -> ColumnElement[bool]:
+    """The user a token's `sub` names: by id (the tokens we issue) or by email."""
+    return (User.id if by_id else User.email) == bindparam("subject")
+
+
 TOKEN_HOLDER = {
-    by_id: select(User, _SESSION_ENDED).where(
-        (User.id if by_id else User.email) == bindparam("subject")
-    )
-    for by_id in (True, False)
+    by_id: select(User, _SESSION_ENDED).where(_named_by_subject(by_id)) for by_id in (True, False)
 }
 
 
@@ -37,11 +41,8 @@ class Caller(NamedTuple):
 
 _CALLER_COLUMNS = (User.id, User.is_admin, User.is_active, User.tokens_valid_after)
 CALLER = {
-    by_id: DriverSelect(select(*_CALLER_COLUMNS, _SESSION_ENDED).where(where))
-    for by_id, where in (
-        (True, User.id == bindparam("subject")),
-        (False, User.email == bindparam("subject")),
-    )
+    by_id: DriverSelect(select(*_CALLER_COLUMNS, _SESSION_ENDED).where(_named_by_subject(by_id)))
+    for by_id in (True, False)
 }
 
 
