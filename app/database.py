@@ -190,11 +190,21 @@ def reads_outside_transactions(session: Session) -> None:
     transaction takes its own snapshot anyway, so a read's BEGIN and ROLLBACK were two round
     trips of five for nothing. Only for work that never writes; elsewhere as `reads_only`."""
     bind = session.bind
-    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
-        if not session.in_transaction():
-            session.bind = _autocommitting(bind)
-    else:
-        reads_only(session)
+    if isinstance(bind, Engine) and not session.in_transaction():
+        session.bind = _for_reads(bind)
+
+
+def read_connection() -> Connection:
+    """A connection of `get_db`'s engine, for work that only reads, as
+    `reads_outside_transactions` would have its session read; closed by the caller. No
+    session: opening and closing one cost a quarter of a read's CPU."""
+    return _for_reads(get_engine()).connect()
+
+
+def _for_reads(engine: Engine) -> Engine:
+    if engine.dialect.name == "postgresql":
+        return _autocommitting(engine)
+    return _reading(engine) if engine.dialect.name == "sqlite" else engine
 
 
 @lru_cache(maxsize=8)

@@ -4,11 +4,12 @@ SQLAlchemy's Core wraps each statement in an execution context, a result and row
 on PostgreSQL ~70 µs of CPU per statement on top of the driver's own ~65, more than the
 query itself costs. A `DriverSelect` keeps what a read needs of it and leaves the rest: the
 statement is compiled by SQLAlchemy once per dialect; each run binds its values, executes
-on the DBAPI cursor of the session's own connection (so it sees what the session's
-transaction sees, a test's too) and passes each value through its column type's own
-result processor, as SQLAlchemy would. What stays as SQLAlchemy does it: the engine's
-cursor events (a statement counter sees these statements), and the driver's errors raised
-as SQLAlchemy's, a lost connection invalidated first (so a database gone is still a 503).
+on the DBAPI cursor of a session's connection (so it sees what the session's transaction
+sees, a test's too) or of a bare connection (a read's own, when no test has put its session
+in place), and passes each value through its column type's own result processor, as
+SQLAlchemy would. What stays as SQLAlchemy does it: the engine's cursor events (a statement
+counter sees these statements), and the driver's errors raised as SQLAlchemy's, a lost
+connection invalidated first (so a database gone is still a 503).
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +23,9 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
 Processor = Callable[[Any], Any] | None
+
+# What a read runs on: a session, or a connection of its own.
+Reading = Session | Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +50,11 @@ class DriverSelect:
         # Per dialect: one per engine (an app has one per database; a test suite a few more).
         self._compiled: dict[Dialect, _Compiled] = {}
 
-    def all(self, session: Session, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        return self._run(session.connection(), values, many=True)
+    def all(self, reading: Reading, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return self._run(_connection_of(reading), values, many=True)
 
-    def first(self, session: Session, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        rows = self._run(session.connection(), values, many=False)
+    def first(self, reading: Reading, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        rows = self._run(_connection_of(reading), values, many=False)
         return rows[0] if rows else None
 
     def _run(
@@ -127,6 +131,10 @@ class DriverSelect:
             )
             compiled.result_processors[driver_types] = known
         return known
+
+
+def _connection_of(reading: Reading) -> Connection:
+    return reading if isinstance(reading, Connection) else reading.connection()
 
 
 def _as_sqlalchemy_error(

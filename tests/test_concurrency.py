@@ -15,7 +15,7 @@ import anyio.to_thread
 import httpx
 import pytest
 from pytest_fastapi_db.blocker import DatabaseBlocker
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -23,12 +23,16 @@ from app import database
 from app.api.deps import Reader
 from app.connection_gate import ConnectionGate
 from app.database import (
+    Base,
     WriteTurn,
     build_engine,
+    get_db,
     reads_only,
     reads_outside_transactions,
     sqlite_write_turn,
 )
+from app.models import Resource, User
+from app.repositories import SHOWN_BY_ID, Reading
 from tests.conftest import scratch_engine
 from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
@@ -253,3 +257,83 @@ async def test_a_cancelled_read_keeps_its_slot_until_its_thread_is_done(cancelle
     finally:
         release.set()
         gate.close()
+
+
+@pytest.fixture
+def app_engine(
+    scratch_database_url: str, db_blocker: DatabaseBlocker, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    """The app's engine (what `get_db`'s sessions use), on a scratch database with the schema."""
+    engine = build_engine(scratch_database_url)
+    monkeypatch.setattr(database, "get_engine", lambda: engine)
+    with db_blocker.unblocked():
+        Base.metadata.create_all(engine)
+        yield engine
+    engine.dispose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fails", [False, True])
+async def test_a_read_without_a_tests_session_runs_on_a_pooled_connection_of_its_own(
+    app_engine: Engine, fails: bool
+) -> None:
+    """No session is opened; the connection reads as a session marked for reads would (on
+    PostgreSQL each statement on its own, on a SQLite file without the write lock) and goes
+    back to the pool, whether the read succeeds or fails."""
+    gate = ConnectionGate(capacity=1, timeout=5)
+    postgres = app_engine.dialect.name == "postgresql"
+    seen: dict[str, Any] = {}
+
+    def read(reading: Reading) -> int:
+        seen["kind"] = type(reading)
+        seen["found"] = SHOWN_BY_ID.first(reading, {"id": 1})
+        time.sleep(0.01)
+        if postgres:
+            seen["in a transaction begun earlier"] = reading.scalar(IN_A_TRANSACTION_BEGUN_EARLIER)
+        else:  # a statement through SQLAlchemy begins a transaction: a reading one
+            reading.scalar(text("SELECT count(*) FROM resources"))
+            seen["write turn held"] = _turn(app_engine).held
+        if fails:
+            raise LookupError("the read failed")
+        return 7
+
+    try:
+        reader = Reader(gate, get_db)
+        if fails:
+            with pytest.raises(LookupError):
+                await reader.run(read)
+        else:
+            assert await reader.run(read) == 7
+    finally:
+        gate.close()
+    assert seen["kind"] is Connection
+    assert seen["found"] is None
+    assert not seen.get("in a transaction begun earlier")
+    assert not seen.get("write turn held")
+    pool = app_engine.pool
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_a_read_with_a_tests_session_in_place_runs_on_that_session(
+    db_session: Session, user: User
+) -> None:
+    """It sees what the test's transaction holds (the kit's promise for every route)."""
+    resource = Resource(name="not committed", owner_id=user.id)
+    db_session.add(resource)
+    db_session.flush()
+    gate = ConnectionGate(capacity=1, timeout=5)
+
+    def the_tests_session() -> Iterator[Session]:
+        yield db_session
+
+    def read(reading: Reading) -> Any:
+        assert reading is db_session
+        return SHOWN_BY_ID.first(reading, {"id": resource.id})
+
+    try:
+        found = await Reader(gate, the_tests_session).run(read)
+    finally:
+        gate.close()
+    assert found is not None
+    assert found[1] == resource.name

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.database import Base, build_engine
-from app.driver_queries import DriverSelect
+from app.driver_queries import DriverSelect, Reading
 from app.models import Resource, User
 from app.repositories import (
     SHOWN_BY_ID,
@@ -23,6 +23,13 @@ from app.repositories import (
 from app.repositories.resources import _page_query
 
 AWKWARD = {"quote": 'it\'s "x"', "tab\there": ["\\", None, 1.5, True], "emoji": "🙂", "n": 2**53}
+
+
+@pytest.fixture(params=["session", "connection"])
+def reading(request: pytest.FixtureRequest, db_session: Session) -> Reading:
+    """What a read runs on: the test's session, or (as a read without a test's session in
+    place does) a bare connection, here the session's own."""
+    return db_session if request.param == "session" else db_session.connection()
 
 
 @pytest.fixture
@@ -43,22 +50,29 @@ def test_the_shown_fields_are_the_selected_columns() -> None:
     assert shown_keys == ShownResource._fields
 
 
-def test_a_row_is_what_sqlalchemy_reads(db_session: Session, resources: list[Resource]) -> None:
+def test_a_row_is_what_sqlalchemy_reads(
+    db_session: Session, reading: Reading, resources: list[Resource]
+) -> None:
     for resource in resources:
-        by_driver = SHOWN_BY_ID.first(db_session, {"id": resource.id})
+        by_driver = SHOWN_BY_ID.first(reading, {"id": resource.id})
         by_sqlalchemy = db_session.execute(SHOWN_BY_ID.statement, {"id": resource.id}).one()
         assert by_driver == tuple(by_sqlalchemy)
         shown = ShownResource._make(by_driver)  # values typed as the columns say
         assert shown.metadata_ == resource.metadata_
         assert shown.created_at.tzinfo is not None
         assert shown.created_at.astimezone(UTC) == resource.created_at
-    assert SHOWN_BY_ID.first(db_session, {"id": max(r.id for r in resources) + 1}) is None
+    assert SHOWN_BY_ID.first(reading, {"id": max(r.id for r in resources) + 1}) is None
 
 
 @pytest.mark.parametrize("count", [False, True])
 @pytest.mark.parametrize("key", ["id", "name", "created_at"])
 def test_a_page_is_what_sqlalchemy_reads(
-    db_session: Session, resources: list[Resource], user: User, key: str, count: bool
+    db_session: Session,
+    reading: Reading,
+    resources: list[Resource],
+    user: User,
+    key: str,
+    count: bool,
 ) -> None:
     """Every kind of bound value: owners, a name search, the place after a key (a time, a
     text, an id), a skip and a limit; the total riding on the rows."""
@@ -67,17 +81,17 @@ def test_a_page_is_what_sqlalchemy_reads(
     after_key: Any = {"id": 10**9, "name": "zzz", "created_at": datetime(2999, 1, 1, tzinfo=UTC)}
     values = {**where.values(), "skip": 0, "limit": 10, "after_key": after_key[key]}
     values["after_id"] = 10**9
-    by_driver = query.all(db_session, values)
+    by_driver = query.all(reading, values)
     by_sqlalchemy = [tuple(row) for row in db_session.execute(query.statement, values)]
     assert by_driver == by_sqlalchemy
     assert sorted(row[1] for row in by_driver) == ["PLAIN too", "plain"]  # in the same order
 
 
 def test_statement_counters_see_it(
-    db_session: Session, resources: list[Resource], assert_num_queries: Any
+    reading: Reading, resources: list[Resource], assert_num_queries: Any
 ) -> None:
     with assert_num_queries(1) as log:
-        SHOWN_BY_ID.first(db_session, {"id": resources[0].id})
+        SHOWN_BY_ID.first(reading, {"id": resources[0].id})
     assert "FROM resources" in log.statements[0]
 
 

@@ -15,13 +15,14 @@ from starlette.requests import HTTPConnection
 from app import auth
 from app.api.openapi import may_answer
 from app.connection_gate import ConnectionGate
-from app.database import get_db, reads_only, reads_outside_transactions
+from app.database import get_db, read_connection, reads_only, reads_outside_transactions
 from app.errors import DomainError
 from app.events.broker import EventBroker
 from app.metrics import EVENTS_PUBLISHED
 from app.models import User
 from app.schemas import UserCreate
 from app.services import users
+from app.services.resources import Reading
 from app.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -107,12 +108,17 @@ class OneHop:
 
 
 class Reader(OneHop):
-    """A read in one thread hop, its answer serialized there too."""
+    """A read in one thread hop, its answer serialized there too. It reads on a connection
+    of its own, with no session (opening and closing one cost a quarter of a read's CPU),
+    unless a test has put its own session in place of `get_db`'s: then on that session."""
 
-    async def run(self, read: Callable[[Session], T]) -> T:
+    async def run(self, read: Callable[[Reading], T]) -> T:
         return await self._hop(self._in_thread, read)
 
-    def _in_thread(self, read: Callable[[Session], T]) -> T:
+    def _in_thread(self, read: Callable[[Reading], T]) -> T:
+        if self._open_session is get_db:
+            with read_connection() as connection:
+                return read(connection)
         with self._session() as session:
             reads_outside_transactions(session)
             return read(session)

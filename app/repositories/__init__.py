@@ -2,11 +2,13 @@
 accounts' (`accounts`: users, login sessions, idempotency records), and the locked lookups
 both use (`locking`)."""
 
+from app.driver_queries import Reading
 from app.repositories.accounts import (
     Caller,
     IdempotencyRepository,
     LoginSessionRepository,
     UserRepository,
+    find_caller,
 )
 from app.repositories.resources import (
     COPY_PAYS_FROM,
@@ -14,6 +16,7 @@ from app.repositories.resources import (
     SHOWN_COLUMNS,
     ResourceFilter,
     ResourceOrder,
+    ResourceReads,
     ResourceRepository,
     ShownResource,
 )
@@ -25,9 +28,12 @@ __all__ = [
     "Caller",
     "IdempotencyRepository",
     "LoginSessionRepository",
+    "Reading",
     "ResourceFilter",
     "ResourceOrder",
+    "ResourceReads",
     "ResourceRepository",
     "ShownResource",
     "UserRepository",
+    "find_caller",
 ]

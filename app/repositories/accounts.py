@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from app.driver_queries import DriverSelect
+from app.driver_queries import DriverSelect, Reading
 from app.models import IdempotencyRecord, LoginSession, User, id_can_exist
 from app.repositories.locking import locked
 
@@ -55,6 +55,15 @@ def _token_subject(subject: str, session_id: str) -> tuple[bool, dict[str, Any]]
     return by_id, {"subject": int(subject) if by_id else subject, "session_id": session_id}
 
 
+def find_caller(reading: Reading, subject: str, session_id: str) -> tuple[Caller, bool] | None:
+    """`UserRepository.token_holder` as a `Caller`, on a session or a connection of its own."""
+    asked = _token_subject(subject, session_id)
+    if asked is None:
+        return None
+    row = CALLER[asked[0]].first(reading, asked[1])
+    return None if row is None else (Caller._make(row[:-1]), bool(row[-1]))
+
+
 class UserRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -73,14 +82,6 @@ class UserRepository:
             return None
         row = self.session.execute(TOKEN_HOLDER[asked[0]], asked[1]).first()
         return None if row is None else (row[0], row[1])
-
-    def caller(self, subject: str, session_id: str) -> tuple[Caller, bool] | None:
-        """`token_holder` as a `Caller`."""
-        asked = _token_subject(subject, session_id)
-        if asked is None:
-            return None
-        row = CALLER[asked[0]].first(self.session, asked[1])
-        return None if row is None else (Caller._make(row[:-1]), bool(row[-1]))
 
     def by_login(self, login: str) -> User | None:
         """The user whose email or username is `login`."""

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from app.driver_queries import DriverSelect
+from app.driver_queries import DriverSelect, Reading
 from app.models import Resource, id_can_exist
 from app.repositories.locking import locked
 
@@ -62,15 +62,56 @@ T = TypeVar("T")
 Row = dict[str, Any]
 
 
-class ResourceRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class ResourceReads:
+    """The reads the API serves, on a session or a connection of their own (`Reading`)."""
+
+    def __init__(self, reading: Reading) -> None:
+        self.reading = reading
 
     def shown(self, resource_id: int) -> ShownResource | None:
         if not id_can_exist(resource_id):
             return None
-        row = SHOWN_BY_ID.first(self.session, {"id": resource_id})
+        row = SHOWN_BY_ID.first(self.reading, {"id": resource_id})
         return None if row is None else ShownResource._make(row)
+
+    def page(
+        self,
+        limit: int,
+        skip: int = 0,
+        after: tuple[Any, int] | None = None,
+        where: "ResourceFilter | None" = None,
+        order: "ResourceOrder | None" = None,
+        *,
+        count: bool = False,
+    ) -> tuple[Sequence[ShownResource], int | None]:
+        """`limit` resources in `order` (by a key, then id), past the place `after` (the last
+        shown: its key and id, found in the key's index: as cheap a million rows deep as on
+        the first page) and then `skip` more (which the database walks past one by one); and,
+        with `count`, how many `where` picks in all, in the same round trip: the count rides
+        on every row (the database computes it once). A page past the end has no row to
+        carry it, and is counted apart."""
+        where, order = where or ResourceFilter(), order or ResourceOrder()
+        query = _page_query(where.shape, order, after is not None, count)
+        values = {**where.values(), "skip": skip, "limit": limit}
+        if after is not None:
+            values["after_key"], values["after_id"] = after
+        rows = query.all(self.reading, values)
+        if not count:
+            return [ShownResource._make(row) for row in rows], None
+        if rows:  # the total rides on every row, as a last column the answer leaves out
+            return [ShownResource._make(row[:-1]) for row in rows], rows[0][-1]
+        return [], self.count(where) if skip or after is not None else 0
+
+    def count(self, where: "ResourceFilter | None" = None) -> int:
+        where = where or ResourceFilter()
+        return self.reading.scalar(_count_query(where.shape), where.values()) or 0
+
+
+class ResourceRepository:
+    """The writes, in a session's unit of work."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
     def insert_many(self, rows: Sequence[Row], shared: Row) -> list[int]:
         """New resources, inserted the fastest way the database has: COPY on PostgreSQL
@@ -98,41 +139,9 @@ class ResourceRepository:
             return None
         return locked(self.session, Resource, {"id": resource_id})
 
-    def page(
-        self,
-        limit: int,
-        skip: int = 0,
-        after: tuple[Any, int] | None = None,
-        where: "ResourceFilter | None" = None,
-        order: "ResourceOrder | None" = None,
-        *,
-        count: bool = False,
-    ) -> tuple[Sequence[ShownResource], int | None]:
-        """`limit` resources in `order` (by a key, then id), past the place `after` (the last
-        shown: its key and id, found in the key's index: as cheap a million rows deep as on
-        the first page) and then `skip` more (which the database walks past one by one); and,
-        with `count`, how many `where` picks in all, in the same round trip: the count rides
-        on every row (the database computes it once). A page past the end has no row to
-        carry it, and is counted apart."""
-        where, order = where or ResourceFilter(), order or ResourceOrder()
-        query = _page_query(where.shape, order, after is not None, count)
-        values = {**where.values(), "skip": skip, "limit": limit}
-        if after is not None:
-            values["after_key"], values["after_id"] = after
-        rows = query.all(self.session, values)
-        if not count:
-            return [ShownResource._make(row) for row in rows], None
-        if rows:  # the total rides on every row, as a last column the answer leaves out
-            return [ShownResource._make(row[:-1]) for row in rows], rows[0][-1]
-        return [], self.count(where) if skip or after is not None else 0
-
     def owned_by(self, owner_id: int) -> Sequence[Resource]:
         query = select(Resource).where(Resource.owner_id == owner_id).order_by(Resource.id)
         return self.session.scalars(query).all()
-
-    def count(self, where: "ResourceFilter | None" = None) -> int:
-        where = where or ResourceFilter()
-        return self.session.scalar(_count_query(where.shape), where.values()) or 0
 
 
 # What a list may be ordered by; each has an index (key, id).

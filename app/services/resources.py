@@ -3,6 +3,7 @@
 __all__ = [
     "Caller",
     "Page",
+    "Reading",
     "ResourceFilter",
     "ResourceOrder",
     "ShownResource",
@@ -28,8 +29,10 @@ from app.events.types import Event, EventType
 from app.models import Resource
 from app.repositories import (
     Caller,
+    Reading,
     ResourceFilter,
     ResourceOrder,
+    ResourceReads,
     ResourceRepository,
     ShownResource,
 )
@@ -48,9 +51,9 @@ def _shown(resource: Resource) -> dict[str, Any]:
     return shown
 
 
-def get(session: Session, resource_id: int) -> ShownResource:
+def get(reading: Reading, resource_id: int) -> ShownResource:
     """The resource as the API shows it (read, not loaded for change)."""
-    resource = ResourceRepository(session).shown(resource_id)
+    resource = ResourceReads(reading).shown(resource_id)
     if resource is None:
         raise NotFound("Resource not found")
     return resource
@@ -82,7 +85,7 @@ class Page:
 
 
 def page(
-    session: Session,
+    reading: Reading,
     limit: int,
     *,
     skip: int = 0,
@@ -95,9 +98,7 @@ def page(
     `after` (a key and an id; by key: as cheap at any depth), then `skip` more. One row more
     than asked says whether more follow; the total is counted only when asked (its cost grows
     with the table)."""
-    rows, total = ResourceRepository(session).page(
-        limit + 1, skip, after, where, order, count=count
-    )
+    rows, total = ResourceReads(reading).page(limit + 1, skip, after, where, order, count=count)
     return Page(rows[:limit], len(rows) > limit, total)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app import auth
 from app.errors import Conflict, Forbidden, NotAuthenticated, NotFound
 from app.models import User
-from app.repositories import Caller, ResourceRepository, UserRepository
+from app.repositories import Caller, Reading, ResourceRepository, UserRepository, find_caller
 from app.schemas import UserCreate, storable_text_problem
 from app.services import resources, sessions
 from app.unit_of_work import UnitOfWork
@@ -205,18 +205,18 @@ def holder_of(session: Session, claims: auth.AccessClaims) -> User:
     return found[0]
 
 
-def caller_of(session: Session, claims: auth.AccessClaims) -> Caller:
+def caller_of(reading: Reading, claims: auth.AccessClaims) -> Caller:
     """`holder_of` for what needs only the caller's id and role (the resource writes, a
-    check): a plain row, no ORM object."""
-    caller = _valid_caller(session, claims.subject, claims.session_id, claims.issued_at)
+    check, a list's `mine`): a plain row, no ORM object."""
+    caller = _valid_caller(reading, claims.subject, claims.session_id, claims.issued_at)
     if caller is None:
         raise NotAuthenticated(BAD_TOKEN)
     return caller
 
 
-def caller_from_token(session: Session, token: str | None) -> Caller:
+def caller_from_token(reading: Reading, token: str | None) -> Caller:
     """The active caller a bearer token names, or NotAuthenticated."""
-    return caller_of(session, read_claims(token))
+    return caller_of(reading, read_claims(token))
 
 
 def _valid(holder: User | Caller, session_ended: bool, issued_at: datetime) -> bool:
@@ -226,9 +226,9 @@ def _valid(holder: User | Caller, session_ended: bool, issued_at: datetime) -> b
 
 
 def _valid_caller(
-    session: Session, subject: str, session_id: str, issued_at: datetime
+    reading: Reading, subject: str, session_id: str, issued_at: datetime
 ) -> Caller | None:
-    found = UserRepository(session).caller(subject, session_id)
+    found = find_caller(reading, subject, session_id)
     return found[0] if found is not None and _valid(*found, issued_at) else None
 
 

@@ -2,7 +2,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from pydantic_core import to_json
-from sqlalchemy.orm import Session
 
 from app.api.conditional import (
     ETAG_HEADER,
@@ -32,7 +31,7 @@ from app.schemas import (
     ResourcePatch,
 )
 from app.services import resources, users
-from app.services.resources import Caller
+from app.services.resources import Caller, Reading
 from app.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/resources", tags=["resources"], route_class=PlannedRoute)
@@ -97,13 +96,13 @@ async def list_resources(
     after = None if cursor is None else decode_cursor(cursor, sort)
     counted = count if count is not None else after is None
 
-    def read(session: Session) -> tuple[resources.Page, bytes]:
+    def read(reading: Reading) -> tuple[resources.Page, bytes]:
         owners: tuple[int, ...] = () if owner_id is None else (owner_id,)
         if mine:
-            owners += (users.caller_from_token(session, token).id,)
+            owners += (users.caller_from_token(reading, token).id,)
         where = resources.ResourceFilter(owner_ids=owners, name_contains=name)
         page = resources.page(
-            session, limit, skip=skip, after=after, where=where, order=order_of(sort), count=counted
+            reading, limit, skip=skip, after=after, where=where, order=order_of(sort), count=counted
         )
         return page, RESOURCE_LIST.dump_json(RESOURCE_LIST.validate_python(page.resources))
 
@@ -179,8 +178,8 @@ async def get_resource(
     response: Response,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    def read(session: Session) -> tuple[str, bytes]:
-        resource = resources.get(session, resource_id)
+    def read(reading: Reading) -> tuple[str, bytes]:
+        resource = resources.get(reading, resource_id)
         return etag(resource), RESOURCE.dump_json(RESOURCE.validate_python(resource))
 
     current, body = await reads.run(read)
