@@ -1,8 +1,8 @@
-"""Selects that never change, run straight on the driver.
+"""Selects (and single-row inserts) that never change, run straight on the driver.
 
 SQLAlchemy's Core wraps each statement in an execution context, a result and row objects:
 on PostgreSQL ~70 µs of CPU per statement on top of the driver's own ~65, more than the
-query itself costs. A `DriverSelect` keeps what a read needs of it and leaves the rest: the
+query itself costs. A `DriverQuery` keeps what a read needs of it and leaves the rest: the
 statement is compiled by SQLAlchemy once per dialect; each run binds its values, executes
 on the DBAPI cursor of a session's connection (so it sees what the session's transaction
 sees, a test's too) or of a bare connection (a read's own, when no test has put its session
@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 Processor = Callable[[Any], Any] | None
 
@@ -43,11 +44,13 @@ class _Compiled:
     result_processors: tuple[Processor, ...] | None = None
 
 
-class DriverSelect:
-    """`statement` (a select with bound parameters only: no expanding `IN`, no literal
-    rendering) run on the driver; rows as tuples of the selected columns' values."""
+class DriverQuery:
+    """`statement` run on the driver; rows as tuples of the values of its columns. It is a
+    select, or an INSERT … RETURNING given every value it writes (none left to a default
+    only SQLAlchemy's execution would compute), each bound: no expanding `IN`, no literal
+    rendering."""
 
-    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]] | ReturningInsert[Any]) -> None:
         self.statement = statement
         # Per dialect: one per engine (an app has one per database; a test suite a few more).
         self._compiled: dict[Dialect, _Compiled] = {}
@@ -101,7 +104,9 @@ class DriverSelect:
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
         if compiled.literal_execute_params or compiled.post_compile_params:
-            raise ValueError("a DriverSelect binds every value: no expanding or literal ones")
+            raise ValueError("a DriverQuery binds every value: no expanding or literal ones")
+        if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "postfetch", None):
+            raise ValueError("a DriverQuery inserts the values it is given, no defaults")
         bind_processors = {
             name: bind.type.dialect_impl(dialect).bind_processor(dialect)
             for name, bind in compiled.binds.items()
@@ -115,7 +120,7 @@ class DriverSelect:
     def _parameters(compiled: _Compiled, values: Mapping[str, Any]) -> Any:
         given = compiled.compiled.construct_params(dict(values))
         for name, process in compiled.bind_processors.items():
-            if process is not None and given.get(name) is not None:
+            if process is not None and name in given:  # None too: JSON writes it as null
                 given[name] = process(given[name])
         if compiled.positions is None:
             return given
@@ -126,7 +131,7 @@ class DriverSelect:
     ) -> tuple[Processor, ...]:
         compiled.result_processors = processors = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-            for column, described in zip(self.statement.selected_columns, description, strict=True)
+            for column, described in zip(self.statement.exported_columns, description, strict=True)
         )
         return processors
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, column, select, table
+from sqlalchemy import Engine, bindparam, column, insert, select, table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.database import Base, build_engine
-from app.driver_queries import DriverSelect, Reading
+from app.driver_queries import DriverQuery, Reading
 from app.models import Resource, User
 from app.repositories import (
     SHOWN_BY_ID,
@@ -20,7 +20,7 @@ from app.repositories import (
     ResourceOrder,
     ShownResource,
 )
-from app.repositories.resources import _page_query
+from app.repositories.resources import NEW_RESOURCE, _page_query
 
 AWKWARD = {"quote": 'it\'s "x"', "tab\there": ["\\", None, 1.5, True], "emoji": "🙂", "n": 2**53}
 
@@ -105,7 +105,7 @@ def own_engine(scratch_database_url: str, db_blocker: Any) -> Iterator[Engine]:
 
 
 def test_a_failing_statement_raises_sqlalchemys_error(own_engine: Engine) -> None:
-    missing = DriverSelect(select(table("no_such_table", column("x"))))
+    missing = DriverQuery(select(table("no_such_table", column("x"))))
     with Session(own_engine) as session, pytest.raises(DBAPIError) as failed:
         missing.all(session, {})
     assert isinstance(failed.value.orig, own_engine.dialect.loaded_dbapi.Error)
@@ -122,3 +122,39 @@ def test_a_lost_connection_is_invalidated_and_the_next_read_works(own_engine: En
         assert connection.invalidated
     with Session(own_engine) as session:  # the pool never hands the dead one out again
         assert SHOWN_BY_ID.first(session, {"id": 1}) is None
+
+
+@pytest.mark.parametrize("description", [None, "two\nlines"])
+def test_an_inserted_row_is_what_sqlalchemy_would_write(
+    db_session: Session, user: User, description: str | None
+) -> None:
+    """Every value through its column type as SQLAlchemy binds it: JSON (awkward text, and
+    a null inside), a timestamp with its zone, a NULL."""
+    now = datetime(2026, 12, 4, 12, 30, 1, 123456, tzinfo=UTC)
+    values = {
+        "name": "Ünïcode ☃",
+        "description": description,
+        "metadata": AWKWARD,
+        "owner_id": user.id,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    new = NEW_RESOURCE.first(db_session, values)
+    assert new is not None
+    stored = db_session.get(Resource, new[0])
+    assert stored is not None
+    assert (stored.name, stored.description, stored.metadata_) == (
+        "Ünïcode ☃",
+        description,
+        AWKWARD,
+    )
+    assert (stored.owner_id, stored.version) == (user.id, 1)
+    assert stored.created_at == stored.updated_at == now
+
+
+def test_an_insert_leaving_a_value_to_a_default_is_refused(db_session: Session) -> None:
+    """Only SQLAlchemy's execution computes Python-side defaults: the driver would store none."""
+    only_a_name = insert(Resource.__table__).values(name=bindparam("name")).returning(column("id"))
+    with pytest.raises(ValueError, match="no defaults"):
+        DriverQuery(only_a_name).first(db_session, {"name": "x"})

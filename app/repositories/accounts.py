@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import ColumnElement, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from app.driver_queries import DriverSelect, Reading
+from app.driver_queries import DriverQuery, Reading
 from app.models import IdempotencyRecord, LoginSession, User, id_can_exist
 from app.repositories.locking import locked
 
@@ -41,7 +41,7 @@ class Caller(NamedTuple):
 
 _CALLER_COLUMNS = (User.id, User.is_admin, User.is_active, User.tokens_valid_after)
 CALLER = {
-    by_id: DriverSelect(select(*_CALLER_COLUMNS, _SESSION_ENDED).where(_named_by_subject(by_id)))
+    by_id: DriverQuery(select(*_CALLER_COLUMNS, _SESSION_ENDED).where(_named_by_subject(by_id)))
     for by_id in (True, False)
 }
 
