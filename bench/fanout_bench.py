@@ -1,6 +1,6 @@
 """What live subscribers cost a writer: writes/s, server CPU per write, and how late the last
 subscriber hears each write, with none and with N subscribers, in the same run; "in order":
-every subscriber heard the creations in one and the same order.
+every subscriber received the same bytes (so the same creations in the same order).
 
     .venv/bin/python -m bench.fanout_bench [--subscribers 1000] [--seconds 5] [--writers 4]
 
@@ -21,10 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 from bench.http_bench import UNLIMITED
 from bench.load import LOAD_CORE, SERVER_CORE, pin
@@ -35,39 +35,67 @@ SUBSCRIBE = json.dumps({"type": "subscribe", "channel": "updates"})
 
 
 class Listener(asyncio.Protocol):
-    """One subscriber on a bare socket: the handshake and the frames parsed by hand, so that
-    a thousand of them keep up with the server on one core (the websockets client, at about
-    30 µs a frame, fell seconds behind and measured itself). Notes each chunk's arrival time
-    and the ids of the creations it completed."""
+    """One subscriber on a bare socket, the handshake parsed by hand, so that a thousand of
+    them keep up with the server on one core (the websockets client, at about 30 µs a frame,
+    fell seconds behind and measured itself). Once `recording`, each chunk costs a time, a
+    length and a CRC: every subscriber must receive the same bytes, so one of them (the
+    `keeper`) keeps its bytes, whose frames say at which length each creation's event is
+    whole, and the others' CRCs say they received just that. Parsing each chunk as it came
+    (~15 KB a pass, for each of a thousand sockets) made the last socket read its events
+    tens of milliseconds after they arrived, and keeping every socket's bytes took GBs."""
 
-    def __init__(self, handshake: bytes) -> None:
+    def __init__(self, handshake: bytes, keeper: bool) -> None:
         self.handshake = handshake
-        self.buffer = b""
+        self.keeper = keeper
+        self.head = b""
         self.upgraded = asyncio.get_running_loop().create_future()
-        self.chunks: list[tuple[float, list[int]]] = []
+        self.recording = False
+        self.arrivals: list[tuple[float, int]] = []  # when, and the length received by then
+        self.length = 0
+        self.crc = 0
+        self.kept: list[bytes] = []
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.write(self.handshake)
 
     def data_received(self, data: bytes) -> None:
-        now = time.time()
-        buffer = self.buffer + data
-        if not self.upgraded.done():
-            head, found, buffer = buffer.partition(b"\r\n\r\n")
-            if not found:
-                self.buffer = head
-                return
-            self.upgraded.set_result(head.startswith(b"HTTP/1.1 101"))
-        complete = frames_end(buffer)
-        self.buffer = buffer[complete:]
-        ids = [int(found) for found in CREATED_ID.findall(buffer, 0, complete)]
-        if ids:
-            self.chunks.append((now, ids))
+        if self.recording:
+            self.length += len(data)
+            self.arrivals.append((time.time(), self.length))
+            self.crc = zlib.crc32(data, self.crc)
+            if self.keeper:
+                self.kept.append(data)
+        elif not self.upgraded.done():  # what follows the head before recording: the reply
+            self.head += data
+            if b"\r\n\r\n" in self.head:
+                self.upgraded.set_result(self.head.startswith(b"HTTP/1.1 101"))
+
+    def heard_at(self, ends: list[tuple[int, int]]) -> dict[int, float]:
+        """For each (length at which a creation's event is whole, its id): when it was."""
+        heard, arrival = {}, 0
+        for whole_at, resource_id in ends:
+            while arrival < len(self.arrivals) and self.arrivals[arrival][1] < whole_at:
+                arrival += 1
+            if arrival == len(self.arrivals):
+                break
+            heard[resource_id] = self.arrivals[arrival][0]
+        return heard
 
 
-def frames_end(buffer: bytes) -> int:
-    """Where the last whole frame in `buffer` ends (server frames: unmasked)."""
+def event_ends(stream: bytes) -> list[tuple[int, int]]:
+    """Each creation's event in a subscriber's stream: the length at which it is whole, its id."""
+    ends, start = [], 0
+    for end in frame_ends(stream):
+        found = CREATED_ID.search(stream, start, end)
+        if found:
+            ends.append((end, int(found.group(1))))
+        start = end
+    return ends
+
+
+def frame_ends(buffer: bytes) -> Iterator[int]:
+    """Where each whole frame in `buffer` ends (server frames: unmasked)."""
     position, size = 0, len(buffer)
     while size - position >= 2:
         length, head = buffer[position + 1], 2
@@ -76,9 +104,9 @@ def frames_end(buffer: bytes) -> int:
         elif length == 127:
             length, head = int.from_bytes(buffer[position + 2 : position + 10]), 10
         if position + head + length > size:
-            break
+            return
         position += head + length
-    return position
+        yield position
 
 
 CREATED_ID = re.compile(
@@ -95,8 +123,8 @@ def masked_text_frame(text: str) -> bytes:
 async def subscribe_all(url: str, token: str, count: int) -> None:
     """The subscriber process: `count` sockets; prints `ready`, then at EOF on stdin, per
     resource id, how many sockets heard its creation and when the last one did, and whether
-    every socket heard the creations in one and the same order."""
-    gc.disable()  # its pauses over the chunks kept would count as delivery time
+    every socket received the same bytes."""
+    gc.disable()  # its pauses over what is kept would count as delivery time
     host, port = url.removeprefix("ws://").split("/")[0].split(":")
     handshake = (
         f"GET /ws/updates HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
@@ -105,47 +133,71 @@ async def subscribe_all(url: str, token: str, count: int) -> None:
     ).encode()
     loop = asyncio.get_running_loop()
     listeners = []
-    for _ in range(count):
-        _, listener = await loop.create_connection(lambda: Listener(handshake), host, int(port))
+    for number in range(count):
+        _, listener = await loop.create_connection(
+            lambda keeper=number == 0: Listener(handshake, keeper), host, int(port)
+        )
         assert await listener.upgraded, "the server refused the WebSocket handshake"
         listener.transport.write(masked_text_frame(SUBSCRIBE))
         listeners.append(listener)
     await asyncio.sleep(1)  # the replies
+    for listener in listeners:
+        listener.recording = True
     print("ready", flush=True)
     await loop.run_in_executor(None, sys.stdin.read)
     await asyncio.sleep(1)  # the last events in flight
     for listener in listeners:
         listener.transport.close()
+    stream = b"".join(listeners[0].kept)
+    ends = event_ends(stream)
+    same = all((each.length, each.crc) == (len(stream), zlib.crc32(stream)) for each in listeners)
     heard: dict[int, list[float]] = {}  # id → [count, last time]
-    orders = set()
     for listener in listeners:
-        order = []
-        for when, ids in listener.chunks:
-            order += ids
-            for resource_id in ids:
-                seen = heard.setdefault(resource_id, [0, 0.0])
-                seen[0] += 1
-                seen[1] = max(seen[1], when)
-        orders.add(tuple(order))
-    print(json.dumps({"heard": heard, "in_order": len(orders) == 1}), flush=True)
+        for resource_id, when in listener.heard_at(ends).items():
+            seen = heard.setdefault(resource_id, [0, 0.0])
+            seen[0] += 1
+            seen[1] = max(seen[1], when)
+    print(json.dumps({"heard": heard, "in_order": same}), flush=True)
 
 
 async def write_for(base: str, headers: dict[str, str], seconds: float, writers: int) -> dict:
-    """Creations from `writers` concurrent clients for `seconds`: id → when it was sent and
-    when its 201 arrived."""
+    """Creations from `writers` concurrent clients for `seconds`, each on a kept-alive socket
+    of its own, the request built once and the answer parsed by hand (httpx took ~1.8 ms of
+    CPU a write, more than the server: with the subscribers on the same core, the writers
+    measured themselves): id → when it was sent and when its 201 arrived."""
     sent: dict[int, tuple[float, float]] = {}
     deadline = time.monotonic() + seconds
+    host, port = base.removeprefix("http://").split(":")
+    body = json.dumps({"name": "fan-out"}).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    request = (
+        f"POST /api/v1/resources HTTP/1.1\r\nHost: {host}:{port}\r\n{head}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
-    async def writer(client: httpx.AsyncClient) -> None:
-        while time.monotonic() < deadline:
-            started = time.time()
-            response = await client.post("/api/v1/resources", json={"name": "fan-out"})
-            assert response.status_code == 201, response.text
-            sent[response.json()["id"]] = (started, time.time())
+    async def writer() -> None:
+        reader, stream = await asyncio.open_connection(host, int(port))
+        try:
+            while time.monotonic() < deadline:
+                started = time.time()
+                stream.write(request)
+                answer_head = await reader.readuntil(b"\r\n\r\n")
+                length = CONTENT_LENGTH.search(answer_head)
+                assert length is not None, answer_head
+                answer = await reader.readexactly(int(length.group(1)))
+                assert answer_head.startswith(b"HTTP/1.1 201 "), answer_head + answer
+                new_id = NEW_ID.search(answer)
+                assert new_id is not None, answer
+                sent[int(new_id.group(1))] = (started, time.time())
+        finally:
+            stream.close()
 
-    async with httpx.AsyncClient(base_url=base, headers=headers) as client:
-        await asyncio.gather(*(writer(client) for _ in range(writers)))
+    await asyncio.gather(*(writer() for _ in range(writers)))
     return sent
+
+
+CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+NEW_ID = re.compile(rb'^\{"id":(\d+),')
 
 
 def percentile(ordered: list[float], share: float) -> float:

@@ -13,7 +13,12 @@ from prometheus_client import REGISTRY
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from app.events.broker import FAN_OUT_PAUSE, SUBSCRIBER_BUFFER_BYTES, InProcessBroker
+from app.events.broker import (
+    FAN_OUT_PAUSE,
+    PASS_SMOOTHING,
+    SUBSCRIBER_BUFFER_BYTES,
+    InProcessBroker,
+)
 from app.events.frames import frame_writer, text_frame
 from app.events.types import Event
 
@@ -113,6 +118,28 @@ async def test_after_a_slow_pass_the_next_waits_and_takes_what_came_meanwhile() 
         paused = time.monotonic() - paused_from
     assert writer.writes[1] == created(2).frame + created(3).frame
     assert paused >= FAN_OUT_PAUSE * 0.02 * 0.9
+
+
+@pytest.mark.asyncio
+async def test_one_slow_pass_among_quick_ones_pauses_the_next_by_the_smoothed_cost() -> None:
+    """A pass four times slower than the ones before (a collection, a burst) pauses the next
+    for FAN_OUT_PAUSE times the passes' smoothed cost, not its own: 50 ms, not 200."""
+    broker = InProcessBroker()
+    writer = RecordingWriter(write_seconds=0.01)
+    async with broker.subscribe(writer=writer):
+        for resource_id in range(1, 4):  # passes of 10 ms
+            await broker.publish([created(resource_id)])
+            await written(writer, resource_id)
+        writer.write_seconds = 0.04
+        await broker.publish([created(4)])
+        await written(writer, 4)
+        paused_from = time.monotonic()
+        writer.write_seconds = 0.0
+        await broker.publish([created(5)])
+        await written(writer, 5)
+        paused = time.monotonic() - paused_from
+    smoothed = 0.01 + PASS_SMOOTHING * (0.04 - 0.01)
+    assert FAN_OUT_PAUSE * smoothed * 0.8 <= paused < FAN_OUT_PAUSE * 0.04 * 0.7
 
 
 @pytest.mark.asyncio

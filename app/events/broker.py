@@ -7,9 +7,9 @@ Publishing never waits for the subscribers: it queues the events and returns, an
 pass takes every event published meanwhile, so a subscriber is reached once per pass however
 many writes landed. A subscriber whose server writes frames (app.events.frames) gets the
 pass's frames, built once for all, in one write and no task of its own; others get the
-events in a queue. A pass may take at most 1 / (1 + FAN_OUT_PAUSE) of the event loop: the
-next one waits FAN_OUT_PAUSE times as long as the last took, and carries what came meanwhile
-(under load, passes grow instead of crowding out the requests).
+events in a queue. Passes take about 1 / (1 + FAN_OUT_PAUSE) of the event loop at most: the
+next one waits FAN_OUT_PAUSE times as long as passes take (smoothed), and carries what came
+meanwhile (under load, passes grow instead of crowding out the requests).
 """
 
 import asyncio
@@ -29,6 +29,9 @@ SUBSCRIBER_QUEUE_SIZE = 1000
 # Unsent bytes a subscriber's socket may hold before it counts as too far behind.
 SUBSCRIBER_BUFFER_BYTES = 1024 * 1024
 FAN_OUT_PAUSE = 5
+# The pause follows the passes' cost smoothed: one slow pass (a collection, a burst of
+# events) paused the next for five times its length, gathering a bigger pass behind it.
+PASS_SMOOTHING = 0.25
 # What a subscriber's queue holds: events; a subscriber's own frames, when it shares the
 # queue with them (app.api.live_updates); None once it overflowed.
 Queued = Event | str | None
@@ -145,6 +148,7 @@ class InProcessBroker:
         self._subscriptions: set[Subscription] = set()
         self._pending: list[Event] = []  # published, not yet fanned out
         self._next_pass = 0.0  # on the loop's clock
+        self._pass_seconds: float | None = None  # what a pass takes, smoothed
 
     async def start(self) -> None:
         return None
@@ -171,7 +175,9 @@ class InProcessBroker:
         for subscription in list(self._subscriptions):
             subscription.deliver(events, frames)
         took = time.perf_counter() - started
-        self._next_pass = asyncio.get_running_loop().time() + took * FAN_OUT_PAUSE
+        last = took if self._pass_seconds is None else self._pass_seconds
+        self._pass_seconds = smoothed = last + PASS_SMOOTHING * (took - last)
+        self._next_pass = asyncio.get_running_loop().time() + smoothed * FAN_OUT_PAUSE
 
     @asynccontextmanager
     async def subscribe(
