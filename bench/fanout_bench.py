@@ -200,6 +200,9 @@ CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 NEW_ID = re.compile(rb'^\{"id":(\d+),')
 
 
+WARM_UP_SECONDS = 1.0
+
+
 def percentile(ordered: list[float], share: float) -> float:
     return ordered[max(int(len(ordered) * share) - 1, 0)]
 
@@ -220,6 +223,9 @@ def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any)
         pin(listeners.pid, LOAD_CORE)
         ready = listeners.stdout.readline().strip()
         assert ready == "ready", f"the subscribers' process failed (exit {listeners.wait()})"
+    # A second's writes first, as every run of bench.load warms up: the first passes over a
+    # thousand fresh sockets took half as long again as the later ones.
+    asyncio.run(write_for(server.url, headers, WARM_UP_SECONDS, args.writers))
     rss_before = server_rss_mib(server.pid)
     cpu_before = cpu_seconds(server.pid)
     listeners_cpu_before = cpu_seconds(listeners.pid) if listeners else 0.0
