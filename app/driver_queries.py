@@ -25,7 +25,8 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 Processor = Callable[[Any], Any] | None
 
-# What a read runs on: a session, or a connection of its own.
+# What a read runs on (and a DriverQuery): a session, or a connection (a read's own, or the
+# connection of a session in the middle of its work).
 Reading = Session | Connection
 
 
@@ -55,11 +56,11 @@ class DriverQuery:
         # Per dialect: one per engine (an app has one per database; a test suite a few more).
         self._compiled: dict[Dialect, _Compiled] = {}
 
-    def all(self, reading: Reading, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        return self._run(_connection_of(reading), values, many=True)
+    def all(self, on: Reading, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        return self._run(_connection_of(on), values, many=True)
 
-    def first(self, reading: Reading, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
-        rows = self._run(_connection_of(reading), values, many=False)
+    def first(self, on: Reading, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        rows = self._run(_connection_of(on), values, many=False)
         return rows[0] if rows else None
 
     def _run(

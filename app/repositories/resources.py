@@ -230,8 +230,8 @@ def _page_query(
 NEW_RESOURCE_COLUMNS = (
     "name", "description", "metadata", "owner_id", "version", "created_at", "updated_at"
 )  # fmt: skip
-# One new resource, its id returned: run on the driver, it costs ~70 µs of CPU less than
-# SQLAlchemy's execution of an insert of many rows, of which it is the most common case.
+# One new resource, its id returned: on the driver, 86 µs of CPU on PostgreSQL where
+# SQLAlchemy's insert of many rows, serving one, took 205 (in process).
 NEW_RESOURCE = DriverQuery(
     insert(RESOURCES)
     .values({name: bindparam(name) for name in NEW_RESOURCE_COLUMNS})
