@@ -14,6 +14,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from pytest_fastapi_db.blocker import DatabaseBlocker
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import OperationalError
@@ -31,9 +32,11 @@ from app.database import (
     reads_outside_transactions,
     sqlite_write_turn,
 )
+from app.main import create_app
 from app.models import Resource, User
 from app.repositories import SHOWN_BY_ID, Reading
 from tests.conftest import scratch_engine
+from tests.problems import assert_problem
 from tests.servers import register_and_log_in, run_cli, running_server, server_env
 
 CONCURRENT_REQUESTS = 256
@@ -337,3 +340,15 @@ async def test_a_read_with_a_tests_session_in_place_runs_on_that_session(
         gate.close()
     assert found is not None
     assert found[1] == resource.name
+
+
+@pytest.mark.parametrize("path", ["/api/v1/resources/1", "/api/v1/resources"])
+def test_a_read_on_its_own_connection_answers_503_when_the_database_is_gone(
+    monkeypatch: pytest.MonkeyPatch, db_blocker: DatabaseBlocker, path: str
+) -> None:
+    """No test's session in place: the read's own connection fails as a session's would."""
+    gone = build_engine("postgresql+psycopg://nobody@127.0.0.1:1/test_nowhere")
+    monkeypatch.setattr(database, "get_engine", lambda: gone)
+    with db_blocker.unblocked(), TestClient(create_app()) as client:
+        response = client.get(path)
+    assert_problem(response, 503, "Database unavailable")
