@@ -150,7 +150,8 @@ async def subscribe_all(url: str, token: str, count: int) -> None:
         listener.transport.close()
     stream = b"".join(listeners[0].kept)
     ends = event_ends(stream)
-    same = all((each.length, each.crc) == (len(stream), zlib.crc32(stream)) for each in listeners)
+    kept = (len(stream), zlib.crc32(stream))
+    same = all((each.length, each.crc) == kept for each in listeners)
     heard: dict[int, list[float]] = {}  # id → [count, last time]
     for listener in listeners:
         for resource_id, when in listener.heard_at(ends).items():
