@@ -1,6 +1,6 @@
 """What an operator scrapes (`/metrics`, Prometheus' format): requests by route and status,
-their latency, database connections in use and waiting, live subscribers, events published
-and lost.
+their latency, database connections in use and waiting, live subscribers, fan-out passes,
+events published and lost.
 
 With several workers (`resource-api serve --workers N`) every worker writes its numbers to
 files in `PROMETHEUS_MULTIPROC_DIR` (set by the CLI before the workers start) and whichever
@@ -62,6 +62,13 @@ LIVE_SUBSCRIBERS = Gauge(
     "live_subscribers",
     "WebSocket clients subscribed to live updates",
     multiprocess_mode="livesum",
+)
+# What live updates cost the server: the loop serves no request while a pass writes.
+FAN_OUT_PASS_SECONDS = Histogram(
+    "fan_out_pass_seconds",
+    "Time a fan-out pass held the event loop, writing what was published since the last "
+    "pass to every live subscriber of this process",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 EVENTS_PUBLISHED = Counter("events_published", "Change events handed to the broker after a commit")
 EVENTS_LOST = Counter(

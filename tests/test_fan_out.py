@@ -143,6 +143,28 @@ async def test_one_slow_pass_among_quick_ones_pauses_the_next_by_the_smoothed_co
 
 
 @pytest.mark.asyncio
+async def test_each_pass_is_counted_with_the_time_it_held_the_loop() -> None:
+    """What an operator sees of the fan-out's cost (`fan_out_pass_seconds`): one observation
+    per pass, however many subscribers and events, and its time."""
+
+    def passes() -> tuple[float, float]:
+        count = REGISTRY.get_sample_value("fan_out_pass_seconds_count") or 0.0
+        return count, REGISTRY.get_sample_value("fan_out_pass_seconds_sum") or 0.0
+
+    broker = InProcessBroker()
+    count_before, seconds_before = passes()
+    await broker.publish([created(1)])  # nobody subscribed: no pass
+    assert passes() == (count_before, seconds_before)
+    slow, quick = RecordingWriter(write_seconds=0.02), RecordingWriter()
+    async with broker.subscribe(writer=slow), broker.subscribe(writer=quick):
+        await broker.publish([created(2), created(3)])
+        await written(quick, 1)
+    count, seconds = passes()
+    assert count == count_before + 1
+    assert 0.02 <= seconds - seconds_before < 1
+
+
+@pytest.mark.asyncio
 async def test_after_a_quick_pass_the_next_follows_within_moments() -> None:
     broker = InProcessBroker()
     writer = RecordingWriter()

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from app.events.frames import FrameWriter
 from app.events.types import Event
-from app.metrics import EVENTS_LOST, LIVE_SUBSCRIBERS
+from app.metrics import EVENTS_LOST, FAN_OUT_PASS_SECONDS, LIVE_SUBSCRIBERS
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ class InProcessBroker:
         for subscription in list(self._subscriptions):
             subscription.deliver(events, frames)
         took = time.perf_counter() - started
+        FAN_OUT_PASS_SECONDS.observe(took)
         last = took if self._pass_seconds is None else self._pass_seconds
         self._pass_seconds = smoothed = last + PASS_SMOOTHING * (took - last)
         self._next_pass = asyncio.get_running_loop().time() + smoothed * FAN_OUT_PAUSE
