@@ -181,7 +181,8 @@ def main() -> None:
         report += table(kind, by_scenario)
     if not args.quick:
         fanout = other_benchmark("bench.fanout_bench", "--subscribers", "1000", "--seconds", "5")
-        report += ["### Fan-out to 1000 subscribers (SQLite)", "", fanout.splitlines()[-1], ""]
+        # After its JSON, bench.fanout_bench prints the result and its profile.
+        report += ["### Fan-out to 1000 subscribers (SQLite)", "", fanout.split("\n\n", 1)[1], ""]
         for kind in kinds:
             scale = other_benchmark(
                 "bench.scale_bench", "--requests", "100", postgres=kind == "postgresql"
