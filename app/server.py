@@ -219,6 +219,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "ws": f"{__name__}:FrameWritingWebSocketProtocol",
         "ws_max_size": settings.ws_max_message_bytes,
+        "ws_ping_interval": settings.ws_ping_interval_seconds or None,
+        "ws_ping_timeout": settings.ws_ping_timeout_seconds,
         # Compressing each event once per subscriber cost more CPU and memory than it saved
         # (bench/fanout_bench.py); events are small JSON.
         "ws_per_message_deflate": False,

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     ws_connections_per_user: int = Field(default=10, ge=1)
     # How often an open socket checks that its user still exists and is active.
     ws_revalidate_seconds: float = Field(default=30.0, gt=0)
+    # The server's keepalive pings (uvicorn's defaults); a socket whose client answers no
+    # ping within the timeout is closed with 1011. 0 sends no pings.
+    ws_ping_interval_seconds: float = Field(default=20.0, ge=0)
+    ws_ping_timeout_seconds: float = Field(default=20.0, gt=0)
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
