@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,22 +95,12 @@ def percentile(ordered: list[float], share: float) -> float:
     return ordered[max(int(len(ordered) * share) - 1, 0)]
 
 
-def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any) -> dict:
-    token = headers["Authorization"].removeprefix("Bearer ")
-    ws_url = server.url.replace("http://", "ws://") + "/ws/updates"
-    listeners = None
-    if subscribers:
-        command = [sys.executable, "-m", "bench.fanout_subscribers", ws_url]
-        listeners = subprocess.Popen(
-            [*command, "--token", token, "--subscribers", str(subscribers)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert listeners.stdout is not None
-        pin(listeners.pid, LOAD_CORE)
-        ready = listeners.stdout.readline().strip()
-        assert ready == "ready", f"the subscribers' process failed (exit {listeners.wait()})"
+def run_round(
+    server: Any, headers: dict[str, str], listeners: "subprocess.Popen[str] | None", args: Any
+) -> dict:
+    """One round of writes, with every socket of `listeners` subscribed, or none if None."""
+    if listeners is not None:
+        assert ask(listeners, "subscribe") == "ready", "the subscribers failed"
         passes_recorded = fan_out_passes(server.url)[0]
     # A second's writes first, as every run of bench.load warms up: the first passes over a
     # thousand fresh sockets took half as long again as the later ones.
@@ -123,6 +115,7 @@ def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any)
     passes, pass_seconds = fan_out_passes(server.url)
     passes, pass_seconds = passes - passes_before, pass_seconds - pass_seconds_before
     writes = sorted((ended - started) * 1000 for started, ended in sent.values())
+    subscribers = args.subscribers if listeners is not None else 0
     result = {
         "subscribers": subscribers,
         "writes_per_second": len(sent) / elapsed,
@@ -135,8 +128,7 @@ def run_round(server: Any, headers: dict[str, str], subscribers: int, args: Any)
         # The subscribers' share of their core: near 1, they measure themselves.
         listeners_cpu = cpu_seconds(listeners.pid) - listeners_cpu_before
         result["subscribers_cpu_share"] = listeners_cpu / elapsed
-        output, _ = listeners.communicate("", timeout=120)
-        report = json.loads(output.strip().splitlines()[-1])
+        report = json.loads(ask(listeners, "report"))
         heard = {int(key): value for key, value in report["heard"].items()}
         late = sorted((heard[i][1] - when[0]) * 1000 for i, when in sent.items() if i in heard)
         after_201 = sorted((heard[i][1] - when[1]) * 1000 for i, when in sent.items() if i in heard)
@@ -160,6 +152,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="of each kind, interleaved")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as data_dir:
@@ -170,6 +163,11 @@ def main() -> None:
             WS_CONNECTIONS_PER_USER=str(args.subscribers + 1),
             MAX_CONNECTIONS=str(args.subscribers + 100),
             ACCESS_LOG="false",
+            # The sockets stay open for every round: the login checks, each socket's every
+            # 30 s by default, would land in one round all at once; the subscribers answer
+            # no keepalive ping (they do not parse what they receive), so none is sent.
+            WS_REVALIDATE_SECONDS="3600",
+            WS_PING_INTERVAL_SECONDS="0",
             **UNLIMITED,
         )
         assert run_cli(env, "migrate").returncode == 0
@@ -177,12 +175,63 @@ def main() -> None:
             pin(server.pid, SERVER_CORE)
             pin(0, LOAD_CORE)
             headers = register_and_log_in(server.url, "fanout")
-            results = [run_round(server, headers, count, args) for count in (0, args.subscribers)]
+            # This machine's speed wanders by tens of percent within a minute: rounds with
+            # and without subscribers alternate, and each figure is the rounds' median.
+            with subscribers_process(server.url, headers, args.subscribers) as listeners:
+                rounds = [
+                    run_round(server, headers, each, args)
+                    for _ in range(args.rounds)
+                    for each in (None, listeners)
+                ]
 
-    floor = bare_floor(args.subscribers, results[1])
-    print(json.dumps([*results, floor], indent=2))
+    none, some = (
+        medians([each for each in rounds if each["subscribers"] == n])
+        for n in (0, args.subscribers)
+    )
+    floor = bare_floor(args.subscribers, some)
+    print(json.dumps({"rounds": rounds, "floor": floor}, indent=2))
     print()  # bench.run takes what follows: the summary and the profile
-    print("\n".join(summary(*results, floor)))
+    print("\n".join(summary(none, some, floor, args.rounds)))
+
+
+@contextmanager
+def subscribers_process(base: str, headers: dict[str, str], count: int) -> Iterator[Any]:
+    """bench.fanout_subscribers on the load core: `count` sockets connected, not subscribed."""
+    ws_url = base.replace("http://", "ws://") + "/ws/updates"
+    token = headers["Authorization"].removeprefix("Bearer ")
+    command = [sys.executable, "-m", "bench.fanout_subscribers", ws_url, "--token", token]
+    with subprocess.Popen(
+        [*command, "--subscribers", str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as listeners:
+        assert listeners.stdout is not None
+        pin(listeners.pid, LOAD_CORE)
+        connected = listeners.stdout.readline().strip()
+        assert connected == "connected", f"the subscribers' process failed ({listeners.wait()})"
+        yield listeners
+    # Leaving the block closed their stdin: the sockets close, the process ends.
+
+
+def ask(listeners: "subprocess.Popen[str]", command: str) -> str:
+    """A command to the subscribers' process, and its one-line answer."""
+    assert listeners.stdin is not None
+    assert listeners.stdout is not None
+    listeners.stdin.write(command + "\n")
+    listeners.stdin.flush()
+    return listeners.stdout.readline().strip()
+
+
+def medians(rounds: list[dict]) -> dict:
+    """Each number's median over the rounds; a yes only where every round says yes."""
+    first = rounds[0]
+    return {
+        key: all(each[key] for each in rounds)
+        if isinstance(value, bool)
+        else statistics.median(each[key] for each in rounds)
+        for key, value in first.items()
+    }
 
 
 def bare_floor(subscribers: int, measured: dict) -> dict:
@@ -194,7 +243,7 @@ def bare_floor(subscribers: int, measured: dict) -> dict:
     return dict(json.loads(done.stdout))
 
 
-def summary(none: dict, some: dict, floor: dict) -> list[str]:
+def summary(none: dict, some: dict, floor: dict, rounds: int) -> list[str]:
     """The result, then what the delivery time is made of: the profile behind its p99."""
     ratio = some["writes_per_second"] / none["writes_per_second"]
     cycle = 1000 / some["passes_per_second"]
@@ -204,14 +253,15 @@ def summary(none: dict, some: dict, floor: dict) -> list[str]:
     best = 6 * floor["pass_ms_mean"] + none["write_p99_ms"]
     return [
         f"writes/s: {none['writes_per_second']:.0f} without subscribers, "
-        f"{some['writes_per_second']:.0f} with {some['subscribers']} (ratio {ratio:.2f}); "
+        f"{some['writes_per_second']:.0f} with {some['subscribers']:.0f} (ratio {ratio:.2f}); "
         f"CPU/write {none['cpu_us_per_write']:.0f} → {some['cpu_us_per_write']:.0f} µs; "
         f"delivery p50 {some['delivery_p50_ms']:.1f} ms, p99 {some['delivery_p99_ms']:.1f} ms "
         f"(after the 201: {some['after_201_p50_ms']:.1f}, {some['after_201_p99_ms']:.1f}); "
-        f"RSS {some['rss_mib']:.0f} MiB; complete {some['complete']}, in order {some['in_order']}",
+        f"RSS {some['rss_mib']:.0f} MiB; complete {some['complete']}, in order {some['in_order']} "
+        f"(medians of {rounds} rounds of each, interleaved)",
         "",
         f"- A pass wrote {some['bytes_per_pass'] / 1000:.1f} KB to each of "
-        f"{some['subscribers']} subscribers in {some['pass_ms_mean']:.1f} ms (mean; "
+        f"{some['subscribers']:.0f} subscribers in {some['pass_ms_mean']:.1f} ms (mean; "
         f"`fan_out_pass_seconds`), {some['passes_per_second']:.1f} passes a second: "
         f"{some['pass_share']:.0%} of the server's time. The same bytes by bare `send()` from "
         f"a process on that core (`bench.baselines.bare_fanout`, the kernel's floor): "

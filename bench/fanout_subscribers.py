@@ -2,9 +2,12 @@
 
     python -m bench.fanout_subscribers ws://127.0.0.1:PORT/ws/updates --token T --subscribers N
 
-Prints `ready` once every socket is subscribed and recording; at EOF on stdin, JSON: per
-resource id, how many sockets heard its creation and when the last one did, whether every
-socket received the same bytes, and how many bytes that was.
+Connects N sockets and prints `connected`; then, a line on stdin each: `subscribe` (every
+socket subscribes; `ready` once all have their reply and record what follows), `report`
+(after the last events in flight, every socket unsubscribes; JSON: per resource id, how many
+sockets heard its creation and when the last one did, whether every socket received the same
+bytes, and how many bytes that was). At EOF the sockets close. Between rounds the sockets
+stay open and warm, so that the rounds without subscribers alternate with those with them.
 """
 
 import argparse
@@ -20,6 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 SUBSCRIBE = json.dumps({"type": "subscribe", "channel": "updates"})
+UNSUBSCRIBE = json.dumps({"type": "unsubscribe", "channel": "updates"})
+IN_FLIGHT_SECONDS = 1.0  # after the last write, for its events to reach every socket
 
 
 class Listener(asyncio.Protocol):
@@ -38,10 +43,20 @@ class Listener(asyncio.Protocol):
         self.head = b""
         self.upgraded = asyncio.get_running_loop().create_future()
         self.recording = False
+        self.reply: asyncio.Future[bytes] | None = None  # to a (un)subscribe, not recorded
         self.arrivals: list[tuple[float, int]] = []  # when, and the length received by then
         self.length = 0
         self.crc = 0
         self.kept: list[bytes] = []
+
+    def say(self, message: str) -> "asyncio.Future[bytes]":
+        self.reply = asyncio.get_running_loop().create_future()
+        self.transport.write(masked_text_frame(message))
+        return self.reply
+
+    def record(self) -> None:
+        self.arrivals, self.length, self.crc, self.kept = [], 0, 0, []
+        self.recording = True
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -54,10 +69,12 @@ class Listener(asyncio.Protocol):
             self.crc = zlib.crc32(data, self.crc)
             if self.keeper:
                 self.kept.append(data)
-        elif not self.upgraded.done():  # what follows the head before recording: the reply
+        elif not self.upgraded.done():
             self.head += data
             if b"\r\n\r\n" in self.head:
                 self.upgraded.set_result(self.head.startswith(b"HTTP/1.1 101"))
+        elif self.reply is not None and not self.reply.done():
+            self.reply.set_result(data)
 
     def heard_at(self, ends: list[tuple[int, int]]) -> dict[int, float]:
         """For each (length at which a creation's event is whole, its id): when it was."""
@@ -108,10 +125,8 @@ def masked_text_frame(text: str) -> bytes:
     return bytes((0x81, 0x80 | len(payload))) + mask + masked
 
 
-async def subscribe_all(url: str, token: str, count: int) -> None:
-    """The subscriber process: `count` sockets; prints `ready`, then at EOF on stdin, per
-    resource id, how many sockets heard its creation and when the last one did, and whether
-    every socket received the same bytes."""
+async def serve_rounds(url: str, token: str, count: int) -> None:
+    """The subscriber process: `count` sockets, subscribed and reported on as stdin says."""
     gc.disable()  # its pauses over what is kept would count as delivery time
     host, port = url.removeprefix("ws://").split("/")[0].split(":")
     handshake = (
@@ -126,16 +141,26 @@ async def subscribe_all(url: str, token: str, count: int) -> None:
             lambda keeper=number == 0: Listener(handshake, keeper), host, int(port)
         )
         assert await listener.upgraded, "the server refused the WebSocket handshake"
-        listener.transport.write(masked_text_frame(SUBSCRIBE))
         listeners.append(listener)
-    await asyncio.sleep(1)  # the replies
-    for listener in listeners:
-        listener.recording = True
-    print("ready", flush=True)
-    await loop.run_in_executor(None, sys.stdin.read)
-    await asyncio.sleep(1)  # the last events in flight
+    print("connected", flush=True)
+    while command := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        if command == "subscribe":
+            replies = await asyncio.gather(*(each.say(SUBSCRIBE) for each in listeners))
+            assert all(b'"subscribed"' in reply for reply in replies), replies[0]
+            for listener in listeners:
+                listener.record()
+            print("ready", flush=True)
+        elif command == "report":
+            await asyncio.sleep(IN_FLIGHT_SECONDS)
+            for listener in listeners:
+                listener.recording = False
+            await asyncio.gather(*(each.say(UNSUBSCRIBE) for each in listeners))
+            print(json.dumps(report(listeners)), flush=True)
     for listener in listeners:
         listener.transport.close()
+
+
+def report(listeners: list[Listener]) -> dict[str, Any]:
     stream = b"".join(listeners[0].kept)
     ends = event_ends(stream)
     kept = (len(stream), zlib.crc32(stream))
@@ -146,7 +171,7 @@ async def subscribe_all(url: str, token: str, count: int) -> None:
             seen = heard.setdefault(resource_id, [0, 0.0])
             seen[0] += 1
             seen[1] = max(seen[1], when)
-    print(json.dumps({"heard": heard, "in_order": same, "bytes": len(stream)}), flush=True)
+    return {"heard": heard, "in_order": same, "bytes": len(stream)}
 
 
 def main() -> None:
@@ -155,7 +180,7 @@ def main() -> None:
     parser.add_argument("--token", required=True)
     parser.add_argument("--subscribers", type=int, default=1000)
     args = parser.parse_args()
-    asyncio.run(subscribe_all(args.url, args.token, args.subscribers))
+    asyncio.run(serve_rounds(args.url, args.token, args.subscribers))
 
 
 if __name__ == "__main__":

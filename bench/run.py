@@ -180,7 +180,7 @@ def main() -> None:
     for kind, by_scenario in results.items():
         report += table(kind, by_scenario)
     if not args.quick:
-        fanout = other_benchmark("bench.fanout_bench", "--subscribers", "1000", "--seconds", "5")
+        fanout = other_benchmark("bench.fanout_bench", "--subscribers", "1000", "--seconds", "3")
         # After its JSON, bench.fanout_bench prints the result and its profile.
         report += ["### Fan-out to 1000 subscribers (SQLite)", "", fanout.split("\n\n", 1)[1], ""]
         for kind in kinds:
