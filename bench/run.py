@@ -2,7 +2,7 @@
 SQLite and (with BENCH_POSTGRES_URL) PostgreSQL; then the fan-out and million-row benchmarks.
 Writes bench/RESULTS.md and bench/results.json.
 
-    .venv/bin/python -m bench.run [--seconds 5] [--concurrency 8 64] [--quick]
+    .venv/bin/python -m bench.run [--seconds 4] [--concurrency 8 64] [--quick]
 
 Baselines (bench/baselines/): the ceiling, a bare ASGI app on the driver; and the tutorial
 app, FastAPI and the SQLAlchemy ORM as their tutorials write them. Neither checks tokens or
@@ -162,7 +162,7 @@ def other_benchmark(module: str, *arguments: str, postgres: bool = False) -> str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--quick", action="store_true", help="skip fan-out and a million rows")
     args = parser.parse_args()
