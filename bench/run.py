@@ -1,6 +1,7 @@
 """`make bench`: our server against two baselines serving the same rows, in the same run, on
-SQLite and (with BENCH_POSTGRES_URL) PostgreSQL; then the fan-out and million-row benchmarks.
-Writes bench/RESULTS.md and bench/results.json.
+SQLite and (with BENCH_POSTGRES_URL) PostgreSQL; then the fan-out and million-row benchmarks,
+idle memory, the last recorded soak (bench/soak.json) and the test kit's isolation. Writes
+bench/RESULTS.md and bench/results.json.
 
     .venv/bin/python -m bench.run [--seconds 4] [--concurrency 8 64] [--quick]
 
@@ -33,6 +34,7 @@ from tests.servers import (
 )
 
 HERE = Path(__file__).parent
+SOAK_RECORD = HERE / "soak.json"
 SERVERS = ("ours", "ceiling", "tutorial")
 ROWS = 1000
 
@@ -160,6 +162,23 @@ def other_benchmark(module: str, *arguments: str, postgres: bool = False) -> str
     return done.stdout.strip()
 
 
+def memory_and_tests() -> list[str]:
+    """Idle memory of a production install, the last recorded soak, and the kit's isolation."""
+    idle = json.loads(other_benchmark("bench.idle_bench", "--runs", "3"))
+    runs = ", ".join(f"{rss:.1f}" for rss in idle["rss_mib"])
+    idle_line = f"{idle['median_mib']:.1f} MiB (median of {runs}; `bench.idle_bench`)"
+    lines = ["### Memory", "", f"- Idle RSS of `pip install .` after one list: {idle_line}."]
+    if SOAK_RECORD.exists():
+        soak = json.loads(SOAK_RECORD.read_text())
+        lines.append(
+            f"- Over a long mixed load (`bench.soak_bench --record`, {soak['database']}, run on"
+            f" {soak['date']}; its ten minutes do not fit in this command's ten): {soak['report']}."
+        )
+    isolation = other_benchmark("bench.isolation_bench", postgres=True)
+    title = "### Per-test isolation: pytest-fastapi-db against the seed's create_all/drop_all"
+    return [*lines, "", title, "", "```", isolation, "```", ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -189,6 +208,7 @@ def main() -> None:
             )
             title = f"### A million resources against a thousand ({kind})"
             report += [title, "", "```", scale, "```", ""]
+        report += memory_and_tests()
     (HERE / "RESULTS.md").write_text("\n".join(report))
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print("\n".join(report))

@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,10 +88,14 @@ def _serving(
 
 
 def running_server(
-    env: dict[str, str], *serve_args: str, log: IO[bytes] | None = None
+    env: dict[str, str],
+    *serve_args: str,
+    log: IO[bytes] | None = None,
+    program: Sequence[str] = (sys.executable, "-m", "app.cli"),
 ) -> ContextManager[Server]:
-    """`resource-api serve` until the block ends; yields the server once `/health` answers."""
-    command = [sys.executable, "-m", "app.cli", "serve", "--log-level", "warning", *serve_args]
+    """`resource-api serve` (this checkout's, or another install's `program`) until the block
+    ends; yields the server once `/health` answers."""
+    command = [*program, "serve", "--log-level", "warning", *serve_args]
     return _serving(command, env, "/health", log)
 
 
