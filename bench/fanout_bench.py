@@ -1,5 +1,6 @@
 """What live subscribers cost a writer: writes/s, server CPU per write, and how late the last
-subscriber hears each write, with none and with N subscribers, in the same run; "in order":
+subscriber hears each write, with none and with N subscribers, in the same run (the same N
+sockets are connected in both, subscribed or not; rounds of each kind alternate); "in order":
 every subscriber received the same bytes (so the same creations in the same order).
 
     .venv/bin/python -m bench.fanout_bench [--subscribers 1000] [--seconds 5] [--writers 4]

@@ -1,6 +1,6 @@
 """The floor under a fan-out pass: the same bytes written to as many loopback TCP sockets by
 bare `send()` calls, from a process on the server's core, while a process on the load core
-reads them as the benchmark's subscribers do. No framework, no event loop, no WebSocket: what
+reads every socket as its bytes come. No framework, no event loop, no WebSocket: what
 the kernel charges a sender on this machine (on loopback that includes the receiver's TCP
 work), which no server of one process on one core can go below.
 
