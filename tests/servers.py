@@ -59,10 +59,15 @@ class Server(NamedTuple):
 
 @contextmanager
 def _serving(
-    command: list[str], env: dict[str, str], probe_path: str, log: IO[bytes] | None = None
+    command: list[str],
+    env: dict[str, str],
+    probe_path: str,
+    log: IO[bytes] | None = None,
+    stop_seconds: float = 15,
 ) -> Iterator[Server]:
     """Run `command` (a server taking --port) until the block ends; yields once `probe_path`
-    answers. Its log (stderr) goes to `log`, when given."""
+    answers. Its log (stderr) goes to `log`, when given. At the end it is asked to stop, and
+    killed if it has not within `stop_seconds`."""
     port = free_port()
     process = subprocess.Popen([*command, "--port", str(port)], env=env, stderr=log)
     base = f"http://127.0.0.1:{port}"
@@ -81,7 +86,7 @@ def _serving(
         if process.poll() is None:
             process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=stop_seconds)
         except subprocess.TimeoutExpired:  # stuck (a deadlocked baseline): no more waiting
             process.kill()
             process.wait()
@@ -106,9 +111,11 @@ def running_demo_upstream() -> ContextManager[Server]:
 
 
 def running_asgi_app(app: str, env: dict[str, str]) -> ContextManager[Server]:
-    """`uvicorn <app>` (module:attribute) until the block ends: the benchmarks' baselines."""
+    """`uvicorn <app>` (module:attribute) until the block ends: the benchmarks' baselines. One
+    that does not stop within two seconds is killed: a deadlocked baseline never stops, and
+    waiting out each one cost `make bench` a quarter of a minute."""
     command = [sys.executable, "-m", "uvicorn", app, "--log-level", "warning", "--no-access-log"]
-    return _serving(command, env, "/")
+    return _serving(command, env, "/", stop_seconds=2)
 
 
 def register_and_log_in(base: str, username: str) -> dict[str, str]:
