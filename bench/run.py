@@ -24,6 +24,7 @@ import httpx
 
 from bench.http_bench import UNLIMITED, bench_database
 from bench.load import SERVER_CORE, Request, Run, measure, pin
+from bench.soak_bench import RECORD as SOAK_RECORD
 from tests.servers import (
     Server,
     register_and_log_in,
@@ -34,7 +35,6 @@ from tests.servers import (
 )
 
 HERE = Path(__file__).parent
-SOAK_RECORD = HERE / "soak.json"
 SERVERS = ("ours", "ceiling", "tutorial")
 ROWS = 1000
 

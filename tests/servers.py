@@ -1,5 +1,6 @@
 """Real server processes for black-box tests: `resource-api serve` on a free port."""
 
+import base64
 import json
 import os
 import socket
@@ -131,6 +132,28 @@ def open_socket(server: Server, headers: dict[str, str], **options: Any) -> Clie
     """A `/ws/updates` socket on a running server, as `headers`' user."""
     url = server.url.replace("http://", "ws://") + "/ws/updates"
     return connect(url, additional_headers=headers, **options)
+
+
+def raw_websocket(
+    server: Server, headers: dict[str, str], receive_buffer: int | None = None
+) -> socket.socket:
+    """A `/ws/updates` socket upgraded by hand and left bare: it answers nothing (pings
+    included) and reads only what its test reads; `receive_buffer` caps its kernel buffer."""
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws/updates HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: {headers['Authorization']}\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1024)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
 
 
 @contextmanager

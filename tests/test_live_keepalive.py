@@ -1,7 +1,6 @@
 """The server's keepalive pings on /ws/updates, over real sockets: a client that answers them
 stays, one that does not is closed with 1011, and with the pings turned off nobody is pinged."""
 
-import base64
 import os
 import socket
 import time
@@ -11,7 +10,14 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-from tests.servers import Server, register_and_log_in, run_cli, running_server, server_env
+from tests.servers import (
+    Server,
+    raw_websocket,
+    register_and_log_in,
+    run_cli,
+    running_server,
+    server_env,
+)
 
 PING_SECONDS = 0.3
 PING, CLOSE = 0x89, 0x88
@@ -42,18 +48,7 @@ def silent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def deaf_client(server: Server) -> socket.socket:
     """A raw WebSocket that reads but never answers a ping."""
     headers = register_and_log_in(server.url, f"deaf{os.getpid()}{time.monotonic_ns()}")
-    sock = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /ws/updates HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Authorization: {headers['Authorization']}\r\n\r\n".encode()
-    )
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1024)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
+    return raw_websocket(server, headers)
 
 
 def frames_for(sock: socket.socket, seconds: float) -> list[tuple[int, bytes]]:

@@ -1,7 +1,6 @@
 """WebSocket abuse against a real server: big, deep and rapid frames, too many sockets, slow
 readers, and sockets that outlive their login."""
 
-import base64
 import contextlib
 import json
 import os
@@ -22,6 +21,7 @@ from websockets.sync.client import ClientConnection
 from tests.servers import (
     Server,
     open_socket,
+    raw_websocket,
     register_and_log_in,
     run_cli,
     running_server,
@@ -215,16 +215,7 @@ def test_a_socket_is_closed_with_4003_when_its_login_ends(
 
 def never_reading_subscriber(server: Server, headers: dict[str, str]) -> socket.socket:
     """A raw WebSocket that subscribes and then reads nothing at all, with a tiny buffer."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", int(server.url.rsplit(":", 1)[1])))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /ws/updates HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Authorization: {headers['Authorization']}\r\n\r\n".encode()
-    )
-    assert sock.recv(12) == b"HTTP/1.1 101"
+    sock = raw_websocket(server, headers, receive_buffer=4096)
     mask = os.urandom(4)
     payload = SUBSCRIBE.encode()
     masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
